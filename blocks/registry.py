@@ -1,0 +1,47 @@
+"""The Prefect Block that carries the registry's configuration.
+
+Register the type once with ``prefect block register -m blocks`` and save an
+instance in the Prefect UI or in code; flows then load it by name.
+
+Example:
+    >>> from blocks.registry import RegistryBlock
+    >>> block = RegistryBlock(home="/tmp/mlops-example")
+    >>> block.to_settings().resolved_database_url()
+    'sqlite:////tmp/mlops-example/mlops.db'
+"""
+
+from __future__ import annotations
+
+from prefect.blocks.core import Block
+from pydantic import Field, SecretStr
+
+from blocks.settings import MlopsSettings
+
+
+class RegistryBlock(Block):
+    """Metadata database and artifact store used by the model registry.
+
+    Attributes:
+        home: Folder for local state.
+        database_url: SQLAlchemy URL of the metadata database (kept secret,
+            as it may hold a password); empty for SQLite under ``home``.
+        artifact_root: Folder or fsspec URL for artifacts; empty for
+            ``home/artifacts``.
+    """
+
+    _block_type_name = "MLOps Registry"
+    _block_type_slug = "mlops-registry"
+    _description = "Metadata database and artifact store of the DWCP MLOps model registry."
+
+    home: str = Field(default=".mlops", description="Folder for local state.")
+    database_url: SecretStr | None = Field(
+        default=None, description="SQLAlchemy URL; SQLite under home when empty."
+    )
+    artifact_root: str | None = Field(
+        default=None, description="Folder or fsspec URL; home/artifacts when empty."
+    )
+
+    def to_settings(self) -> MlopsSettings:
+        """The same configuration as :class:`MlopsSettings`."""
+        url = self.database_url.get_secret_value() if self.database_url else None
+        return MlopsSettings(home=self.home, database_url=url, artifact_root=self.artifact_root)

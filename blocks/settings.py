@@ -1,0 +1,75 @@
+"""Platform settings read from ``MLOPS_*`` environment variables.
+
+Every part of the platform finds its state through these settings, so one
+``MLOPS_HOME`` folder holds a whole local installation and a URL moves a part
+to a real server.
+
+Example:
+    >>> import os
+    >>> from blocks.settings import MlopsSettings
+    >>> s = MlopsSettings(home="/tmp/mlops-example")
+    >>> s.resolved_database_url()
+    'sqlite:////tmp/mlops-example/mlops.db'
+    >>> s.resolved_artifact_root()
+    '/tmp/mlops-example/artifacts'
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class MlopsSettings(BaseSettings):
+    """Where the platform keeps its state.
+
+    Attributes:
+        home: Folder for all local state (``MLOPS_HOME``, default ``./.mlops``).
+        database_url: SQLAlchemy URL of the metadata database
+            (``MLOPS_DATABASE_URL``); SQLite under ``home`` when unset.
+        artifact_root: Folder or fsspec URL for artifacts
+            (``MLOPS_ARTIFACT_ROOT``); ``home/artifacts`` when unset.
+        user: Name recorded as the actor of changes (``MLOPS_USER``); the
+            login name when unset.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore")
+
+    home: Path = Field(default=Path(".mlops"))
+    database_url: str | None = None
+    artifact_root: str | None = None
+    user: str | None = None
+
+    def resolved_home(self) -> Path:
+        """The home folder as an absolute path (not created)."""
+        return self.home.expanduser().absolute()
+
+    def resolved_database_url(self) -> str:
+        """The metadata database URL, defaulting to SQLite under ``home``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_home() / 'mlops.db'}"
+
+    def resolved_artifact_root(self) -> str:
+        """The artifact root, defaulting to ``home/artifacts``."""
+        if self.artifact_root:
+            return self.artifact_root
+        return str(self.resolved_home() / "artifacts")
+
+    def resolved_user(self) -> str:
+        """The actor name recorded in the audit log."""
+        if self.user:
+            return self.user
+        try:
+            return getpass.getuser()
+        except (KeyError, OSError):
+            return os.environ.get("USER", "unknown")
+
+
+def get_settings() -> MlopsSettings:
+    """Read the settings from the environment now (not cached)."""
+    return MlopsSettings()

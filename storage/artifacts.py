@@ -1,0 +1,181 @@
+"""A content-addressed artifact store over fsspec.
+
+Bytes are stored under their SHA-256 (``sha256/ab/cdef...``), written to a
+temporary name and renamed, so a crash never leaves a half-written artifact
+visible, and re-hashed on every read, so a changed byte raises an
+:class:`~storage.errors.IntegrityError` naming the artifact. Any fsspec URL
+(``s3://bucket/prefix``, ``gs://...``) works as the root.
+
+Example:
+    >>> import tempfile
+    >>> from storage.artifacts import ArtifactStore
+    >>> store = ArtifactStore(tempfile.mkdtemp())
+    >>> ref = store.put_bytes(b"weights")
+    >>> store.get_bytes(ref.sha256, name="model.bin")
+    b'weights'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from collections.abc import Callable
+from typing import BinaryIO
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from storage.errors import IntegrityError, NotFoundError, ValidationError
+
+CHUNK = 1 << 20
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """Where stored bytes live: their SHA-256 and size."""
+
+    sha256: str
+    size: int
+
+
+def validate_artifact_name(name: str) -> str:
+    """Check a logical artifact name (``model/model.onnx``) and return it.
+
+    Names are relative POSIX paths; anything that could escape a folder
+    (``..``, absolute paths, drive letters, backslashes, NUL) is refused.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError(f"artifact name {name!r} is empty")
+    if "\x00" in name or "\\" in name:
+        raise ValidationError(f"artifact name {name!r} contains a NUL or backslash")
+    if name.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", name):
+        raise ValidationError(f"artifact name {name!r} is absolute: names must be relative")
+    parts = PurePosixPath(name).parts
+    if any(part in ("..", ".") for part in parts) or "//" in name:
+        raise ValidationError(f"artifact name {name!r} escapes the artifact root ('..' or '.')")
+    return name
+
+
+def _check_sha(sha256: str) -> str:
+    if not _SHA256.match(sha256):
+        raise ValidationError(f"{sha256!r} is not a SHA-256 hex digest")
+    return sha256
+
+
+class ArtifactStore:
+    """Content-addressed bytes under one root folder or fsspec URL.
+
+    Args:
+        root: Local folder or fsspec URL.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.fs, self.root = fsspec.core.url_to_fs(str(root))
+        self.url = str(root)
+        self._local = isinstance(self.fs, LocalFileSystem)
+        self.fs.makedirs(self._join("sha256"), exist_ok=True)
+        if self._local:
+            self.fs.makedirs(self._join("tmp"), exist_ok=True)
+
+    def _join(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def path_of(self, sha256: str) -> str:
+        """The storage path of the bytes with this digest."""
+        _check_sha(sha256)
+        return self._join("sha256", sha256[:2], sha256[2:])
+
+    def exists(self, sha256: str) -> bool:
+        """Whether bytes with this digest are stored."""
+        return bool(self.fs.exists(self.path_of(sha256)))
+
+    def put_bytes(self, data: bytes) -> ArtifactRef:
+        """Store ``data`` (idempotent: the same bytes are stored once)."""
+        sha = hashlib.sha256(data).hexdigest()
+        target = self.path_of(sha)
+        if not self.fs.exists(target):
+            self._commit(target, lambda out: out.write(data))
+        return ArtifactRef(sha, len(data))
+
+    def put_file(self, path: str | Path) -> ArtifactRef:
+        """Store a local file's bytes, streaming (never all in memory)."""
+        source = Path(path)
+        if not source.is_file():
+            raise NotFoundError(f"artifact file {str(source)!r} does not exist")
+        digest = hashlib.sha256()
+        with source.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(CHUNK), b""):
+                digest.update(chunk)
+        sha = digest.hexdigest()
+        target = self.path_of(sha)
+        if not self.fs.exists(target):
+
+            def copy(out: BinaryIO) -> None:
+                with source.open("rb") as src:
+                    for chunk in iter(lambda: src.read(CHUNK), b""):
+                        out.write(chunk)
+
+            self._commit(target, copy)
+        return ArtifactRef(sha, source.stat().st_size)
+
+    def _commit(self, target: str, writer: Callable[[BinaryIO], object]) -> None:
+        """Write through a temporary name, then rename into place."""
+        if not self._local:
+            # Object stores make a single PUT visible atomically.
+            with self.fs.open(target, "wb") as handle:
+                writer(handle)
+            return
+        tmp = self._join("tmp", uuid.uuid4().hex)
+        try:
+            with open(tmp, "wb") as handle:
+                writer(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def get_bytes(self, sha256: str, *, name: str = "") -> bytes:
+        """Read and verify the bytes with this digest.
+
+        Raises:
+            NotFoundError: nothing is stored under the digest.
+            IntegrityError: the stored bytes no longer hash to ``sha256``.
+        """
+        label = name or sha256
+        path = self.path_of(sha256)
+        try:
+            data = self.fs.cat_file(path)
+        except FileNotFoundError:
+            raise NotFoundError(f"artifact {label!r} ({sha256[:12]}) is missing from the store") from None
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256:
+            raise IntegrityError(
+                f"artifact {label!r} is corrupted: expected sha256 {sha256}, found {actual}"
+            )
+        return bytes(data)
+
+    def hash_stored(self, sha256: str) -> str:
+        """Re-hash the stored bytes (streaming) and return the digest found."""
+        digest = hashlib.sha256()
+        with self.fs.open(self.path_of(sha256), "rb") as handle:
+            for chunk in iter(lambda: handle.read(CHUNK), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def download(self, sha256: str, dest: str | Path, *, name: str = "") -> Path:
+        """Copy verified bytes to a local file (atomically)."""
+        data = self.get_bytes(sha256, name=name)
+        target = Path(dest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+        return target

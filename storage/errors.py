@@ -1,0 +1,35 @@
+"""Errors raised by the storage layer.
+
+Each message names the thing that was wrong (model, version, field, value) so
+a user can act on it without reading a traceback.
+"""
+
+from __future__ import annotations
+
+
+class MlopsError(Exception):
+    """Base class of every error the platform raises on purpose."""
+
+
+class NotFoundError(MlopsError, LookupError):
+    """A model, version, alias or artifact that does not exist."""
+
+
+class AlreadyExistsError(MlopsError, ValueError):
+    """A name or version that is already taken."""
+
+
+class ValidationError(MlopsError, ValueError):
+    """Input that is malformed: a bad version string, metric, name or path."""
+
+
+class TransitionError(MlopsError, ValueError):
+    """A lifecycle stage move that the rules do not allow."""
+
+
+class IntegrityError(MlopsError):
+    """Stored bytes whose checksum no longer matches the recorded one."""
+
+
+class AuditChainError(IntegrityError):
+    """The audit log's hash chain is broken."""

@@ -1,0 +1,200 @@
+"""Tables of the metadata database (SQLAlchemy Core).
+
+The migrations under ``storage/migrations`` create exactly these tables; a
+test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(UTC)
+
+
+metadata = sa.MetaData()
+
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("owner", sa.String(255)),
+    sa.Column("created_by", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+model_tags = sa.Table(
+    "model_tags",
+    metadata,
+    sa.Column("model_id", sa.Integer, sa.ForeignKey("models.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.String(1024), nullable=False),
+)
+
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("uri", sa.String(2048), nullable=False),
+    sa.Column("content_hash", sa.String(128), nullable=False),
+    sa.Column("name", sa.String(255)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("uri", "content_hash", name="uq_datasets_uri_hash"),
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("model_id", sa.Integer, sa.ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("semver", sa.String(128), nullable=False),
+    sa.Column("semver_major", sa.Integer, nullable=False),
+    sa.Column("semver_minor", sa.Integer, nullable=False),
+    sa.Column("semver_patch", sa.Integer, nullable=False),
+    sa.Column("semver_pre", sa.String(100), nullable=False, default=""),
+    sa.Column("stage", sa.String(32), nullable=False),
+    sa.Column("framework", sa.String(32), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("changelog", sa.Text, nullable=False, default=""),
+    sa.Column("hyperparameters", sa.JSON, nullable=False),
+    sa.Column("signature", sa.JSON),
+    sa.Column("extra", sa.JSON, nullable=False),
+    sa.Column("dataset_id", sa.Integer, sa.ForeignKey("datasets.id")),
+    sa.Column("code_version", sa.String(255)),
+    sa.Column("flow_run_id", sa.String(64)),
+    sa.Column("parent_version_id", sa.Integer, sa.ForeignKey("model_versions.id")),
+    sa.Column("created_by", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("stage_updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("model_id", "number", name="uq_model_versions_number"),
+    sa.UniqueConstraint("model_id", "semver", name="uq_model_versions_semver"),
+    sa.Index("ix_model_versions_stage", "stage", "id"),
+    sa.Index("ix_model_versions_model_stage", "model_id", "stage"),
+)
+
+version_metrics = sa.Table(
+    "version_metrics",
+    metadata,
+    sa.Column(
+        "version_id", sa.Integer, sa.ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Index("ix_version_metrics_key_value", "key", "value"),
+)
+
+version_tags = sa.Table(
+    "version_tags",
+    metadata,
+    sa.Column(
+        "version_id", sa.Integer, sa.ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.String(1024), nullable=False),
+    sa.Index("ix_version_tags_key_value", "key", "value"),
+)
+
+version_artifacts = sa.Table(
+    "version_artifacts",
+    metadata,
+    sa.Column(
+        "version_id", sa.Integer, sa.ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("name", sa.String(1024), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+)
+
+aliases = sa.Table(
+    "aliases",
+    metadata,
+    sa.Column("model_id", sa.Integer, sa.ForeignKey("models.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("alias", sa.String(255), primary_key=True),
+    sa.Column("version_id", sa.Integer, sa.ForeignKey("model_versions.id"), nullable=False),
+    sa.Column("updated_by", sa.String(255), nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_aliases_version", "version_id"),
+)
+
+alias_history = sa.Table(
+    "alias_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("model_id", sa.Integer, sa.ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("alias", sa.String(255), nullable=False),
+    sa.Column("from_version_id", sa.Integer, sa.ForeignKey("model_versions.id")),
+    sa.Column("to_version_id", sa.Integer, sa.ForeignKey("model_versions.id")),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_alias_history_model_alias", "model_id", "alias", "id"),
+)
+
+stage_history = sa.Table(
+    "stage_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "version_id", sa.Integer, sa.ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("from_stage", sa.String(32), nullable=False),
+    sa.Column("to_stage", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_stage_history_version", "version_id", "id"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("at", sa.String(40), nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("action", sa.String(128), nullable=False),
+    sa.Column("entity_type", sa.String(64), nullable=False),
+    sa.Column("entity_id", sa.String(512), nullable=False),
+    sa.Column("before", sa.Text),
+    sa.Column("after", sa.Text),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index("ix_audit_log_entity", "entity_type", "entity_id"),
+)
+
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
