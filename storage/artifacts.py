@@ -22,7 +22,7 @@ import os
 import re
 import uuid
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -55,8 +55,8 @@ def validate_artifact_name(name: str) -> str:
         raise ValidationError(f"artifact name {name!r} contains a NUL or backslash")
     if name.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", name):
         raise ValidationError(f"artifact name {name!r} is absolute: names must be relative")
-    parts = PurePosixPath(name).parts
-    if any(part in ("..", ".") for part in parts) or "//" in name:
+    parts = name.split("/")
+    if any(part in ("..", ".", "") for part in parts):
         raise ValidationError(f"artifact name {name!r} escapes the artifact root ('..' or '.')")
     return name
 

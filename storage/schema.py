@@ -99,6 +99,7 @@ model_versions = sa.Table(
     sa.UniqueConstraint("model_id", "semver", name="uq_model_versions_semver"),
     sa.Index("ix_model_versions_stage", "stage", "id"),
     sa.Index("ix_model_versions_model_stage", "model_id", "stage"),
+    sa.Index("ix_model_versions_semver_order", "model_id", "semver_major", "semver_minor", "semver_patch"),
 )
 
 version_metrics = sa.Table(

@@ -115,6 +115,11 @@ def upgrade() -> None:
             "ix_model_versions_model_stage", ["model_id", "stage"], unique=False
         )
         batch_op.create_index("ix_model_versions_stage", ["stage", "id"], unique=False)
+        batch_op.create_index(
+            "ix_model_versions_semver_order",
+            ["model_id", "semver_major", "semver_minor", "semver_patch"],
+            unique=False,
+        )
 
     op.create_table(
         "alias_history",
@@ -255,6 +260,7 @@ def downgrade() -> None:
     with op.batch_alter_table("model_versions", schema=None) as batch_op:
         batch_op.drop_index("ix_model_versions_stage")
         batch_op.drop_index("ix_model_versions_model_stage")
+        batch_op.drop_index("ix_model_versions_semver_order")
 
     op.drop_table("model_versions")
     op.drop_table("model_tags")

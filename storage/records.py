@@ -1,0 +1,148 @@
+"""Plain records the registry returns: models, versions, alias moves, pages."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+Stage = Literal["development", "staging", "production", "archived"]
+STAGES: tuple[Stage, ...] = ("development", "staging", "production", "archived")
+FRAMEWORKS = ("sklearn", "xgboost", "pytorch", "onnx", "custom")
+
+#: The lifecycle: which stage may move to which.
+ALLOWED_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "development": ("staging", "archived"),
+    "staging": ("production", "development", "archived"),
+    "production": ("staging", "archived"),
+    "archived": ("development", "staging"),
+}
+
+T = TypeVar("T")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class Record:
+    """Mixin: a dataclass that turns into a JSON-ready dictionary."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary (timestamps as ISO-8601 strings)."""
+        return _jsonable(asdict(self))  # type: ignore[call-overload, no-any-return]
+
+
+@dataclass(frozen=True)
+class Model(Record):
+    """A registered model: a name that versions belong to."""
+
+    id: int
+    name: str
+    description: str
+    owner: str | None
+    tags: dict[str, str]
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    aliases: dict[str, int] = field(default_factory=dict)
+    latest_version: int | None = None
+
+
+@dataclass(frozen=True)
+class Artifact(Record):
+    """A file that belongs to a version, by logical name and checksum."""
+
+    name: str
+    kind: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ModelVersion(Record):
+    """One version of a model, with everything needed to reproduce and trust it."""
+
+    id: int
+    model: str
+    number: int
+    semver: str
+    stage: str
+    framework: str
+    description: str
+    changelog: str
+    metrics: dict[str, float]
+    hyperparameters: dict[str, Any]
+    tags: dict[str, str]
+    signature: dict[str, Any] | None
+    extra: dict[str, Any]
+    dataset_uri: str | None
+    dataset_hash: str | None
+    code_version: str | None
+    flow_run_id: str | None
+    parent_version: int | None
+    created_by: str
+    created_at: datetime
+    stage_updated_at: datetime
+    artifacts: tuple[Artifact, ...] = ()
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AliasMove(Record):
+    """One move of an alias: who pointed it from which version to which, and why."""
+
+    model: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    actor: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class StageMove(Record):
+    """One lifecycle move of a version."""
+
+    model: str
+    version: int
+    from_stage: str
+    to_stage: str
+    actor: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Page(Record, Generic[T]):
+    """One page of results; pass ``next_token`` back to get the next page."""
+
+    items: list[T]
+    next_token: str | None
+
+
+@dataclass(frozen=True)
+class ArtifactCheck(Record):
+    """The result of re-hashing one artifact."""
+
+    name: str
+    sha256: str
+    ok: bool
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class VerifyReport(Record):
+    """Whether every artifact of a version still matches its checksum."""
+
+    model: str
+    version: int
+    ok: bool
+    artifacts: list[ArtifactCheck]

@@ -1,0 +1,494 @@
+"""The model registry: models, versions, stages, aliases, lineage, comparison.
+
+Every change runs in one write transaction together with its audit entry, so a
+change and its record commit together or not at all. Artifacts are written to
+the content-addressed store *before* the transaction: a crash in between leaves
+at most an unreferenced blob, never a visible version without its files.
+
+Example:
+    >>> import tempfile
+    >>> from storage.registry import Registry
+    >>> home = tempfile.mkdtemp()
+    >>> reg = Registry.open(f"sqlite:///{home}/mlops.db", f"{home}/artifacts", actor="ana")
+    >>> _ = reg.create_model("fraud", description="card fraud classifier")
+    >>> v1 = reg.create_version("fraud", framework="sklearn", metrics={"auc": 0.91},
+    ...                         artifacts={"model.skops": b"..."})
+    >>> (v1.number, v1.semver, v1.stage)
+    (1, '0.1.0', 'development')
+    >>> reg.set_alias("fraud", "champion", 1).to_version
+    1
+    >>> reg.get_version("fraud", "@champion").metrics
+    {'auc': 0.91}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from blocks.settings import MlopsSettings, get_settings
+from storage import schema as t
+from storage.artifacts import ArtifactRef, ArtifactStore, validate_artifact_name
+from storage.audit import append_entry
+from storage.compare import Comparison, Direction, compare_versions
+from storage.db import Database
+from storage.errors import AlreadyExistsError, NotFoundError, TransitionError, ValidationError
+from storage.records import (
+    ALLOWED_TRANSITIONS,
+    FRAMEWORKS,
+    STAGES,
+    AliasMove,
+    ArtifactCheck,
+    Model,
+    ModelVersion,
+    VerifyReport,
+)
+from storage.registry_reads import MetricFilter, RegistryReads, parse_metric_filter
+from storage.semver import BUMPS, Bump, SemVer
+
+VersionRef = int | str
+ArtifactSource = bytes | str | Path
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,254}$")
+_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
+RESERVED_ALIASES = frozenset({"latest", *STAGES})
+_KINDS = {".onnx": "onnx", ".html": "report", ".md": "report", ".json": "model", ".ubj": "model",
+          ".skops": "model", ".pt": "model", ".pkl": "model", ".bin": "model"}
+
+__all__ = ["MetricFilter", "Registry", "parse_metric_filter"]
+
+
+def _check_name(kind: str, name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValidationError(
+            f"{kind} name {name!r} is invalid: use letters, digits, '_', '-', '.', '/' (max 255)"
+        )
+    return name
+
+
+def _check_alias(alias: str) -> str:
+    if not isinstance(alias, str) or not _ALIAS.match(alias) or alias in RESERVED_ALIASES:
+        raise ValidationError(
+            f"alias {alias!r} is invalid: start with a letter, use letters, digits, '_' or '-', "
+            f"and avoid the reserved names {', '.join(sorted(RESERVED_ALIASES))}"
+        )
+    return alias
+
+
+def _check_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
+    checked: dict[str, float] = {}
+    for key, value in (metrics or {}).items():
+        if not isinstance(key, str) or not key:
+            raise ValidationError(f"metric name {key!r} must be a non-empty string")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValidationError(f"metric {key!r} has value {value!r}, which is not a number")
+        if not math.isfinite(value):
+            raise ValidationError(f"metric {key!r} has value {value!r}, which is not finite")
+        checked[key] = float(value)
+    return checked
+
+
+def _check_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
+    checked: dict[str, str] = {}
+    for key, value in (tags or {}).items():
+        if not isinstance(key, str) or not key or len(key) > 255:
+            raise ValidationError(f"tag name {key!r} must be a non-empty string of at most 255 characters")
+        checked[key] = str(value)
+    return checked
+
+
+def _check_json(field: str, value: Any) -> Any:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{field} must be JSON-serialisable: {exc}") from None
+    return value
+
+
+def _artifact_kind(name: str) -> str:
+    return _KINDS.get(Path(name).suffix.lower(), "file")
+
+
+class Registry(RegistryReads):
+    """Models and their versions in one metadata database and artifact store.
+
+    Args:
+        db: The metadata database.
+        artifacts: The artifact store for version files.
+        actor: Name recorded on changes when a call does not name one.
+    """
+
+    def __init__(self, db: Database, artifacts: ArtifactStore, *, actor: str = "unknown") -> None:
+        super().__init__(db)
+        self.artifacts = artifacts
+        self.actor = actor
+
+    @classmethod
+    def open(cls, database_url: str, artifact_root: str, *, actor: str = "unknown") -> Registry:
+        """Open (and migrate if needed) the registry at these locations."""
+        return cls(Database(database_url), ArtifactStore(artifact_root), actor=actor)
+
+    @classmethod
+    def from_settings(cls, settings: MlopsSettings | None = None) -> Registry:
+        """Open the registry that ``MLOPS_*`` settings (or ``settings``) point at."""
+        s = settings or get_settings()
+        return cls.open(s.resolved_database_url(), s.resolved_artifact_root(), actor=s.resolved_user())
+
+    # ----------------------------------------------------------------- models
+    def create_model(
+        self,
+        name: str,
+        *,
+        description: str = "",
+        owner: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> Model:
+        """Register a new model name; raises AlreadyExistsError when taken."""
+        _check_name("model", name)
+        tag_values = _check_tags(tags)
+        who = actor or self.actor
+        now = t.utcnow()
+        with self.db.write() as conn:
+            if conn.execute(sa.select(t.models.c.id).where(t.models.c.name == name)).first():
+                raise AlreadyExistsError(f"model {name!r} already exists")
+            model_id = conn.execute(
+                t.models.insert().values(
+                    name=name, description=description, owner=owner,
+                    created_by=who, created_at=now, updated_at=now,
+                )
+            ).inserted_primary_key[0]
+            if tag_values:
+                conn.execute(
+                    t.model_tags.insert(),
+                    [{"model_id": model_id, "key": k, "value": v} for k, v in tag_values.items()],
+                )
+            append_entry(conn, actor=who, action="model.create", entity_type="model", entity_id=name,
+                         after={"description": description, "owner": owner, "tags": tag_values})
+        return self.get_model(name)
+
+    def set_model_tag(self, name: str, key: str, value: str, *, actor: str | None = None) -> None:
+        """Set one tag on a model."""
+        tag = _check_tags({key: value})
+        with self.db.write() as conn:
+            model_id = self._model_id(conn, name, lock=True)
+            old = conn.execute(sa.select(t.model_tags.c.value).where(
+                t.model_tags.c.model_id == model_id, t.model_tags.c.key == key)).scalar()
+            conn.execute(t.model_tags.delete().where(
+                t.model_tags.c.model_id == model_id, t.model_tags.c.key == key))
+            conn.execute(t.model_tags.insert().values(model_id=model_id, key=key, value=tag[key]))
+            append_entry(conn, actor=actor or self.actor, action="model.tag", entity_type="model",
+                         entity_id=name, before={key: old}, after={key: tag[key]})
+
+    # --------------------------------------------------------------- versions
+    def create_version(
+        self,
+        model: str,
+        *,
+        framework: str,
+        metrics: Mapping[str, Any] | None = None,
+        hyperparameters: Mapping[str, Any] | None = None,
+        artifacts: Mapping[str, ArtifactSource] | None = None,
+        semver: str | None = None,
+        bump: Bump = "minor",
+        description: str = "",
+        changelog: str = "",
+        tags: Mapping[str, Any] | None = None,
+        signature: Mapping[str, Any] | None = None,
+        dataset_uri: str | None = None,
+        dataset_hash: str | None = None,
+        code_version: str | None = None,
+        flow_run_id: str | None = None,
+        parent_version: VersionRef | None = None,
+        extra: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> ModelVersion:
+        """Create the next version of ``model`` in the development stage.
+
+        The number is the next integer; the semantic version is ``semver`` when
+        given, otherwise the newest one bumped by ``bump`` (from 0.0.0 for the
+        first version). Everything is validated before anything is written.
+        """
+        if framework not in FRAMEWORKS:
+            raise ValidationError(f"framework {framework!r} is not one of {', '.join(FRAMEWORKS)}")
+        if bump not in BUMPS:
+            raise ValidationError(f"bump {bump!r} is not one of {', '.join(BUMPS)}")
+        explicit = SemVer.parse(semver) if semver is not None else None
+        metric_values = _check_metrics(metrics)
+        tag_values = _check_tags(tags)
+        params = _check_json("hyperparameters", dict(hyperparameters or {}))
+        sig = _check_json("signature", dict(signature)) if signature is not None else None
+        extra_values = _check_json("extra", dict(extra or {}))
+        if (dataset_uri is None) != (dataset_hash is None):
+            raise ValidationError("dataset_uri and dataset_hash must be given together")
+        sources = {validate_artifact_name(name): src for name, src in (artifacts or {}).items()}
+        self._model_id_readonly(model)
+        refs = self._store_artifacts(sources)
+        row = {
+            "framework": framework, "description": description, "changelog": changelog,
+            "hyperparameters": params, "signature": sig, "extra": extra_values,
+            "code_version": code_version, "flow_run_id": flow_run_id,
+        }
+        return self._insert_version(
+            model, row, explicit=explicit, bump=bump, metrics=metric_values, tags=tag_values,
+            refs=refs, dataset=(dataset_uri, dataset_hash) if dataset_uri else None,
+            parent=parent_version, actor=actor or self.actor,
+        )
+
+    def _store_artifacts(self, sources: Mapping[str, ArtifactSource]) -> dict[str, ArtifactRef]:
+        refs: dict[str, ArtifactRef] = {}
+        for name, src in sources.items():
+            if isinstance(src, bytes | bytearray):
+                refs[name] = self.artifacts.put_bytes(bytes(src))
+            else:
+                refs[name] = self.artifacts.put_file(src)
+        return refs
+
+    def _insert_version(
+        self,
+        model: str,
+        row: dict[str, Any],
+        *,
+        explicit: SemVer | None,
+        bump: Bump,
+        metrics: dict[str, float],
+        tags: dict[str, str],
+        refs: dict[str, ArtifactRef],
+        dataset: tuple[str, str] | None,
+        parent: VersionRef | None,
+        actor: str,
+    ) -> ModelVersion:
+        now = t.utcnow()
+        mv = t.model_versions.c
+        with self.db.write() as conn:
+            model_id = self._model_id(conn, model, lock=True)
+            number = (conn.execute(sa.select(sa.func.max(mv.number)).where(mv.model_id == model_id))
+                      .scalar() or 0) + 1
+            if explicit is not None:
+                version = explicit
+                taken = conn.execute(sa.select(mv.number).where(
+                    mv.model_id == model_id, mv.semver == str(version))).scalar()
+                if taken is not None:
+                    raise AlreadyExistsError(
+                        f"model {model!r} already has semantic version {version} (version {taken})")
+            else:
+                version = self._latest_semver(conn, model_id).bump(bump)
+            parent_id = self._version_id(conn, model_id, model, parent) if parent is not None else None
+            dataset_id = self._dataset_id(conn, *dataset, now=now) if dataset else None
+            version_id = conn.execute(t.model_versions.insert().values(
+                model_id=model_id, number=number, semver=str(version), semver_major=version.major,
+                semver_minor=version.minor, semver_patch=version.patch, semver_pre=version.pre,
+                stage="development", dataset_id=dataset_id, parent_version_id=parent_id,
+                created_by=actor, created_at=now, stage_updated_at=now, **row,
+            )).inserted_primary_key[0]
+            if metrics:
+                conn.execute(t.version_metrics.insert(), [
+                    {"version_id": version_id, "key": k, "value": v} for k, v in metrics.items()])
+            if tags:
+                conn.execute(t.version_tags.insert(), [
+                    {"version_id": version_id, "key": k, "value": v} for k, v in tags.items()])
+            if refs:
+                conn.execute(t.version_artifacts.insert(), [
+                    {"version_id": version_id, "name": name, "kind": _artifact_kind(name),
+                     "sha256": ref.sha256, "size": ref.size} for name, ref in refs.items()])
+            conn.execute(t.models.update().where(t.models.c.id == model_id).values(updated_at=now))
+            append_entry(conn, actor=actor, action="version.create", entity_type="model_version",
+                         entity_id=f"{model}/{number}",
+                         after={"semver": str(version), "framework": row["framework"], "metrics": metrics,
+                                "artifacts": {n: r.sha256 for n, r in refs.items()},
+                                "dataset": list(dataset) if dataset else None})
+        return self.get_version(model, number)
+
+    def _latest_semver(self, conn: Connection, model_id: int) -> SemVer:
+        mv = t.model_versions.c
+        row = conn.execute(
+            sa.select(mv.semver_major, mv.semver_minor, mv.semver_patch, mv.semver_pre)
+            .where(mv.model_id == model_id)
+            .order_by(mv.semver_major.desc(), mv.semver_minor.desc(), mv.semver_patch.desc(),
+                      sa.case((mv.semver_pre == "", 1), else_=0).desc(), mv.semver_pre.desc())
+            .limit(1)
+        ).first()
+        return SemVer(*row) if row else SemVer(0, 0, 0)
+
+    def _dataset_id(self, conn: Connection, uri: str, content_hash: str, *, now: Any) -> int:
+        d = t.datasets.c
+        query = sa.select(d.id).where(d.uri == uri, d.content_hash == content_hash)
+        found = conn.execute(query).scalar()
+        if found is not None:
+            return int(found)
+        return int(conn.execute(t.datasets.insert().values(
+            uri=uri, content_hash=content_hash, created_at=now)).inserted_primary_key[0])
+
+    def set_version_tag(self, model: str, version: VersionRef, key: str, value: Any,
+                        *, actor: str | None = None) -> None:
+        """Set one tag on a version."""
+        tag = _check_tags({key: value})
+        vt = t.version_tags.c
+        with self.db.write() as conn:
+            model_id = self._model_id(conn, model, lock=True)
+            version_id = self._version_id(conn, model_id, model, version)
+            old = conn.execute(sa.select(vt.value).where(vt.version_id == version_id, vt.key == key)).scalar()
+            conn.execute(t.version_tags.delete().where(vt.version_id == version_id, vt.key == key))
+            conn.execute(t.version_tags.insert().values(version_id=version_id, key=key, value=tag[key]))
+            append_entry(conn, actor=actor or self.actor, action="version.tag", entity_type="model_version",
+                         entity_id=f"{model}/{self._number(conn, version_id)}",
+                         before={key: old}, after={key: tag[key]})
+
+    # ----------------------------------------------------------------- stages
+    def transition_stage(
+        self,
+        model: str,
+        version: VersionRef,
+        stage: str,
+        *,
+        reason: str = "",
+        actor: str | None = None,
+        demote_to: str = "archived",
+        allow_multiple: bool = False,
+        alias: str | None = None,
+    ) -> ModelVersion:
+        """Move a version to another lifecycle stage.
+
+        Promoting to production moves the previous production version(s) to
+        ``demote_to`` in the same transaction, unless ``allow_multiple``.
+        ``alias`` (e.g. ``champion``) is moved to this version in that
+        transaction too.
+        """
+        if stage not in STAGES:
+            raise ValidationError(f"stage {stage!r} is not one of {', '.join(STAGES)}")
+        if demote_to not in ("archived", "staging"):
+            raise ValidationError(f"demote_to {demote_to!r} must be 'archived' or 'staging'")
+        if alias is not None:
+            _check_alias(alias)
+        who = actor or self.actor
+        mv = t.model_versions.c
+        with self.db.write() as conn:
+            model_id = self._model_id(conn, model, lock=True)
+            version_id = self._version_id(conn, model_id, model, version)
+            number, current = conn.execute(
+                sa.select(mv.number, mv.stage).where(mv.id == version_id)).one()
+            if current == stage:
+                raise TransitionError(f"{model} version {number} is already in {stage}")
+            allowed = ALLOWED_TRANSITIONS[current]
+            if stage not in allowed:
+                raise TransitionError(
+                    f"cannot move {model} version {number} from {current} to {stage}: "
+                    f"allowed from {current}: {', '.join(allowed)}")
+            if stage == "production" and not allow_multiple:
+                holders = conn.execute(sa.select(mv.id).where(
+                    mv.model_id == model_id, mv.stage == "production", mv.id != version_id)).scalars()
+                for holder in list(holders):
+                    self._set_stage(conn, model, holder, "production", demote_to, who,
+                                    f"replaced by version {number}")
+            self._set_stage(conn, model, version_id, current, stage, who, reason)
+            if alias is not None:
+                self._move_alias(conn, model, model_id, alias, version_id, who, reason)
+        return self.get_version(model, number)
+
+    def _set_stage(self, conn: Connection, model: str, version_id: int, old: str, new: str,
+                   actor: str, reason: str) -> None:
+        now = t.utcnow()
+        conn.execute(t.model_versions.update().where(t.model_versions.c.id == version_id)
+                     .values(stage=new, stage_updated_at=now))
+        conn.execute(t.stage_history.insert().values(
+            version_id=version_id, from_stage=old, to_stage=new, actor=actor, reason=reason, at=now))
+        append_entry(conn, actor=actor, action="version.stage", entity_type="model_version",
+                     entity_id=f"{model}/{self._number(conn, version_id)}",
+                     before={"stage": old}, after={"stage": new, "reason": reason})
+
+    # ---------------------------------------------------------------- aliases
+    def set_alias(self, model: str, alias: str, version: VersionRef, *, reason: str = "",
+                  actor: str | None = None) -> AliasMove:
+        """Point ``alias`` at a version, recording the move in the alias history."""
+        _check_alias(alias)
+        with self.db.write() as conn:
+            model_id = self._model_id(conn, model, lock=True)
+            version_id = self._version_id(conn, model_id, model, version)
+            return self._move_alias(conn, model, model_id, alias, version_id, actor or self.actor, reason)
+
+    def delete_alias(self, model: str, alias: str, *, reason: str = "", actor: str | None = None) -> AliasMove:
+        """Remove an alias (recorded as a move to no version)."""
+        with self.db.write() as conn:
+            model_id = self._model_id(conn, model, lock=True)
+            return self._move_alias(conn, model, model_id, alias, None, actor or self.actor, reason)
+
+    def _move_alias(self, conn: Connection, model: str, model_id: int, alias: str,
+                    version_id: int | None, actor: str, reason: str) -> AliasMove:
+        a = t.aliases.c
+        old_id = conn.execute(sa.select(a.version_id).where(a.model_id == model_id, a.alias == alias)).scalar()
+        if version_id is None and old_id is None:
+            raise NotFoundError(f"model {model!r} has no alias {alias!r}")
+        now = t.utcnow()
+        conn.execute(t.aliases.delete().where(a.model_id == model_id, a.alias == alias))
+        if version_id is not None:
+            conn.execute(t.aliases.insert().values(model_id=model_id, alias=alias, version_id=version_id,
+                                                   updated_by=actor, updated_at=now))
+        conn.execute(t.alias_history.insert().values(
+            model_id=model_id, alias=alias, from_version_id=old_id, to_version_id=version_id,
+            actor=actor, reason=reason, at=now))
+        old_n = self._number(conn, old_id) if old_id is not None else None
+        new_n = self._number(conn, version_id) if version_id is not None else None
+        append_entry(conn, actor=actor, action="alias.move", entity_type="model", entity_id=model,
+                     before={"alias": alias, "version": old_n},
+                     after={"alias": alias, "version": new_n, "reason": reason})
+        return AliasMove(model, alias, old_n, new_n, actor, reason, now)
+
+    # -------------------------------------------------------------- artifacts
+    def load_artifact(self, model: str, version: VersionRef, name: str) -> bytes:
+        """The verified bytes of one artifact of a version."""
+        found = self._artifact(model, version, name)
+        return self.artifacts.get_bytes(found.sha256, name=f"{model}/{self._ref_label(version)}/{name}")
+
+    def export_version(self, model: str, version: VersionRef, dest: str | Path) -> list[Path]:
+        """Write every artifact of a version under ``dest`` (verified, atomically)."""
+        target = Path(dest).absolute()
+        mv = self.get_version(model, version)
+        written = []
+        for art in mv.artifacts:
+            path = (target / validate_artifact_name(art.name)).resolve()
+            if not path.is_relative_to(target.resolve()):
+                raise ValidationError(f"artifact name {art.name!r} escapes {target}")
+            written.append(self.artifacts.download(art.sha256, path, name=f"{model}/{mv.number}/{art.name}"))
+        return written
+
+    def verify_version(self, model: str, version: VersionRef) -> VerifyReport:
+        """Re-hash every artifact of a version against its recorded checksum."""
+        mv = self.get_version(model, version)
+        checks = []
+        for art in mv.artifacts:
+            try:
+                found = self.artifacts.hash_stored(art.sha256)
+            except FileNotFoundError:
+                checks.append(ArtifactCheck(art.name, art.sha256, False, "missing from the store"))
+                continue
+            ok = found == art.sha256
+            checks.append(ArtifactCheck(art.name, art.sha256, ok, "" if ok else f"content hashes to {found}"))
+        return VerifyReport(model, mv.number, all(c.ok for c in checks), checks)
+
+    # ------------------------------------------------------------- comparison
+    def compare(
+        self,
+        model: str,
+        versions: Sequence[VersionRef],
+        *,
+        primary: str,
+        metrics: Sequence[str] | None = None,
+        direction: Direction = "max",
+        min_improvement: float = 0.0,
+        baseline: VersionRef | None = None,
+    ) -> Comparison:
+        """Compare versions side by side and pick a winner by ``primary``."""
+        found = [self.get_version(model, v) for v in versions]
+        base = self.get_version(model, baseline).number if baseline is not None else None
+        if base is not None and base not in {v.number for v in found}:
+            found.append(self.get_version(model, base))
+        return compare_versions(found, primary=primary, metrics=metrics, direction=direction,
+                                min_improvement=min_improvement, baseline=base)
+
