@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
@@ -44,4 +46,4 @@ class RegistryBlock(Block):
     def to_settings(self) -> MlopsSettings:
         """The same configuration as :class:`MlopsSettings`."""
         url = self.database_url.get_secret_value() if self.database_url else None
-        return MlopsSettings(home=self.home, database_url=url, artifact_root=self.artifact_root)
+        return MlopsSettings(home=Path(self.home), database_url=url, artifact_root=self.artifact_root)

@@ -21,9 +21,9 @@ import hashlib
 import os
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import BinaryIO
 
 import fsspec
@@ -157,9 +157,7 @@ class ArtifactStore:
             raise NotFoundError(f"artifact {label!r} ({sha256[:12]}) is missing from the store") from None
         actual = hashlib.sha256(data).hexdigest()
         if actual != sha256:
-            raise IntegrityError(
-                f"artifact {label!r} is corrupted: expected sha256 {sha256}, found {actual}"
-            )
+            raise IntegrityError(f"artifact {label!r} is corrupted: expected sha256 {sha256}, found {actual}")
         return bytes(data)
 
     def hash_stored(self, sha256: str) -> str:

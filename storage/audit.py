@@ -197,12 +197,21 @@ class AuditLog:
                     )
                 if row.prev_hash != prev_hash:
                     return AuditReport(
-                        False, checked, row.seq,
+                        False,
+                        checked,
+                        row.seq,
                         f"{label} does not follow entry {prev_seq}: deleted, reordered or edited",
                     )
                 digest = entry_hash(
-                    row.seq, row.at, row.actor, row.action, row.entity_type, row.entity_id,
-                    row.before, row.after, row.prev_hash,
+                    row.seq,
+                    row.at,
+                    row.actor,
+                    row.action,
+                    row.entity_type,
+                    row.entity_id,
+                    row.before,
+                    row.after,
+                    row.prev_hash,
                 )
                 if digest != row.hash:
                     return AuditReport(
@@ -212,7 +221,9 @@ class AuditLog:
             head = conn.execute(sa.select(audit_head).where(audit_head.c.id == 1)).one()
             if head.seq != prev_seq or head.hash != prev_hash:
                 return AuditReport(
-                    False, checked, prev_seq + 1,
+                    False,
+                    checked,
+                    prev_seq + 1,
                     f"the log ends at entry {prev_seq} but {head.seq} were written: entries were deleted",
                 )
         return AuditReport(True, checked)

@@ -90,9 +90,7 @@ def compare_versions(
         shown.insert(0, primary)
     missing = [v.number for v in versions if primary not in v.metrics]
     if missing:
-        raise ValidationError(
-            f"metric {primary!r} is missing from version(s) {', '.join(map(str, missing))}"
-        )
+        raise ValidationError(f"metric {primary!r} is missing from version(s) {', '.join(map(str, missing))}")
     rows = [
         {
             "version": v.number,

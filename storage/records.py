@@ -36,7 +36,7 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary (timestamps as ISO-8601 strings)."""
-        return _jsonable(asdict(self))  # type: ignore[call-overload, no-any-return]
+        return _jsonable(asdict(self))  # type: ignore[call-overload]
 
 
 @dataclass(frozen=True)

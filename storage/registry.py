@@ -38,7 +38,7 @@ from storage import schema as t
 from storage.artifacts import ArtifactRef, ArtifactStore, validate_artifact_name
 from storage.audit import append_entry
 from storage.compare import Comparison, Direction, compare_versions
-from storage.db import Database
+from storage.db import Database, inserted_id
 from storage.errors import AlreadyExistsError, NotFoundError, TransitionError, ValidationError
 from storage.records import (
     ALLOWED_TRANSITIONS,
@@ -58,9 +58,19 @@ ArtifactSource = bytes | str | Path
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,254}$")
 _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
+IDEMPOTENCY_TAG = "mlops.idempotency_key"
 RESERVED_ALIASES = frozenset({"latest", *STAGES})
-_KINDS = {".onnx": "onnx", ".html": "report", ".md": "report", ".json": "model", ".ubj": "model",
-          ".skops": "model", ".pt": "model", ".pkl": "model", ".bin": "model"}
+_KINDS = {
+    ".onnx": "onnx",
+    ".html": "report",
+    ".md": "report",
+    ".json": "model",
+    ".ubj": "model",
+    ".skops": "model",
+    ".pt": "model",
+    ".pkl": "model",
+    ".bin": "model",
+}
 
 __all__ = ["MetricFilter", "Registry", "parse_metric_filter"]
 
@@ -159,33 +169,69 @@ class Registry(RegistryReads):
         with self.db.write() as conn:
             if conn.execute(sa.select(t.models.c.id).where(t.models.c.name == name)).first():
                 raise AlreadyExistsError(f"model {name!r} already exists")
-            model_id = conn.execute(
+            model_id = inserted_id(
+                conn,
                 t.models.insert().values(
-                    name=name, description=description, owner=owner,
-                    created_by=who, created_at=now, updated_at=now,
-                )
-            ).inserted_primary_key[0]
+                    name=name,
+                    description=description,
+                    owner=owner,
+                    created_by=who,
+                    created_at=now,
+                    updated_at=now,
+                ),
+            )
             if tag_values:
                 conn.execute(
                     t.model_tags.insert(),
                     [{"model_id": model_id, "key": k, "value": v} for k, v in tag_values.items()],
                 )
-            append_entry(conn, actor=who, action="model.create", entity_type="model", entity_id=name,
-                         after={"description": description, "owner": owner, "tags": tag_values})
+            append_entry(
+                conn,
+                actor=who,
+                action="model.create",
+                entity_type="model",
+                entity_id=name,
+                after={"description": description, "owner": owner, "tags": tag_values},
+            )
         return self.get_model(name)
+
+    def ensure_model(self, name: str, **details: Any) -> Model:
+        """The model ``name``, created with ``details`` when it does not exist yet.
+
+        Safe when several workers race to create the same model.
+        """
+        try:
+            return self.get_model(name)
+        except NotFoundError:
+            pass
+        try:
+            return self.create_model(name, **details)
+        except AlreadyExistsError:
+            return self.get_model(name)
 
     def set_model_tag(self, name: str, key: str, value: str, *, actor: str | None = None) -> None:
         """Set one tag on a model."""
         tag = _check_tags({key: value})
         with self.db.write() as conn:
             model_id = self._model_id(conn, name, lock=True)
-            old = conn.execute(sa.select(t.model_tags.c.value).where(
-                t.model_tags.c.model_id == model_id, t.model_tags.c.key == key)).scalar()
-            conn.execute(t.model_tags.delete().where(
-                t.model_tags.c.model_id == model_id, t.model_tags.c.key == key))
+            old = conn.execute(
+                sa.select(t.model_tags.c.value).where(
+                    t.model_tags.c.model_id == model_id, t.model_tags.c.key == key
+                )
+            ).scalar()
+            conn.execute(
+                t.model_tags.delete().where(t.model_tags.c.model_id == model_id, t.model_tags.c.key == key)
+            )
             conn.execute(t.model_tags.insert().values(model_id=model_id, key=key, value=tag[key]))
-            append_entry(conn, actor=actor or self.actor, action="model.tag", entity_type="model",
-                         entity_id=name, before={key: old}, after={key: tag[key]})
+            append_entry(
+                conn,
+                actor=actor or self.actor,
+                action="model.tag",
+                entity_type="model",
+                entity_id=name,
+                before={key: old},
+                after={key: tag[key]},
+            )
 
     # --------------------------------------------------------------- versions
     def create_version(
@@ -208,6 +254,7 @@ class Registry(RegistryReads):
         flow_run_id: str | None = None,
         parent_version: VersionRef | None = None,
         extra: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
         actor: str | None = None,
     ) -> ModelVersion:
         """Create the next version of ``model`` in the development stage.
@@ -215,6 +262,8 @@ class Registry(RegistryReads):
         The number is the next integer; the semantic version is ``semver`` when
         given, otherwise the newest one bumped by ``bump`` (from 0.0.0 for the
         first version). Everything is validated before anything is written.
+        A call repeated with the same ``idempotency_key`` (a retried task)
+        returns the version the first call created instead of a new one.
         """
         if framework not in FRAMEWORKS:
             raise ValidationError(f"framework {framework!r} is not one of {', '.join(FRAMEWORKS)}")
@@ -223,6 +272,8 @@ class Registry(RegistryReads):
         explicit = SemVer.parse(semver) if semver is not None else None
         metric_values = _check_metrics(metrics)
         tag_values = _check_tags(tags)
+        if idempotency_key is not None:
+            tag_values[IDEMPOTENCY_TAG] = idempotency_key
         params = _check_json("hyperparameters", dict(hyperparameters or {}))
         sig = _check_json("signature", dict(signature)) if signature is not None else None
         extra_values = _check_json("extra", dict(extra or {}))
@@ -232,14 +283,26 @@ class Registry(RegistryReads):
         self._model_id_readonly(model)
         refs = self._store_artifacts(sources)
         row = {
-            "framework": framework, "description": description, "changelog": changelog,
-            "hyperparameters": params, "signature": sig, "extra": extra_values,
-            "code_version": code_version, "flow_run_id": flow_run_id,
+            "framework": framework,
+            "description": description,
+            "changelog": changelog,
+            "hyperparameters": params,
+            "signature": sig,
+            "extra": extra_values,
+            "code_version": code_version,
+            "flow_run_id": flow_run_id,
         }
         return self._insert_version(
-            model, row, explicit=explicit, bump=bump, metrics=metric_values, tags=tag_values,
-            refs=refs, dataset=(dataset_uri, dataset_hash) if dataset_uri else None,
-            parent=parent_version, actor=actor or self.actor,
+            model,
+            row,
+            explicit=explicit,
+            bump=bump,
+            metrics=metric_values,
+            tags=tag_values,
+            refs=refs,
+            dataset=(dataset_uri, dataset_hash) if dataset_uri and dataset_hash else None,
+            parent=parent_version,
+            actor=actor or self.actor,
         )
 
     def _store_artifacts(self, sources: Mapping[str, ArtifactSource]) -> dict[str, ArtifactRef]:
@@ -269,50 +332,107 @@ class Registry(RegistryReads):
         mv = t.model_versions.c
         with self.db.write() as conn:
             model_id = self._model_id(conn, model, lock=True)
-            number = (conn.execute(sa.select(sa.func.max(mv.number)).where(mv.model_id == model_id))
-                      .scalar() or 0) + 1
+            if IDEMPOTENCY_TAG in tags:
+                done = self._version_with_tag(conn, model_id, IDEMPOTENCY_TAG, tags[IDEMPOTENCY_TAG])
+                if done is not None:
+                    return self._versions(conn, [done])[0]
+            number = (
+                conn.execute(sa.select(sa.func.max(mv.number)).where(mv.model_id == model_id)).scalar() or 0
+            ) + 1
             if explicit is not None:
                 version = explicit
-                taken = conn.execute(sa.select(mv.number).where(
-                    mv.model_id == model_id, mv.semver == str(version))).scalar()
+                taken = conn.execute(
+                    sa.select(mv.number).where(mv.model_id == model_id, mv.semver == str(version))
+                ).scalar()
                 if taken is not None:
                     raise AlreadyExistsError(
-                        f"model {model!r} already has semantic version {version} (version {taken})")
+                        f"model {model!r} already has semantic version {version} (version {taken})"
+                    )
             else:
                 version = self._latest_semver(conn, model_id).bump(bump)
             parent_id = self._version_id(conn, model_id, model, parent) if parent is not None else None
             dataset_id = self._dataset_id(conn, *dataset, now=now) if dataset else None
-            version_id = conn.execute(t.model_versions.insert().values(
-                model_id=model_id, number=number, semver=str(version), semver_major=version.major,
-                semver_minor=version.minor, semver_patch=version.patch, semver_pre=version.pre,
-                stage="development", dataset_id=dataset_id, parent_version_id=parent_id,
-                created_by=actor, created_at=now, stage_updated_at=now, **row,
-            )).inserted_primary_key[0]
+            version_id = inserted_id(
+                conn,
+                t.model_versions.insert().values(
+                    model_id=model_id,
+                    number=number,
+                    semver=str(version),
+                    semver_major=version.major,
+                    semver_minor=version.minor,
+                    semver_patch=version.patch,
+                    semver_pre=version.pre,
+                    stage="development",
+                    dataset_id=dataset_id,
+                    parent_version_id=parent_id,
+                    created_by=actor,
+                    created_at=now,
+                    stage_updated_at=now,
+                    **row,
+                ),
+            )
             if metrics:
-                conn.execute(t.version_metrics.insert(), [
-                    {"version_id": version_id, "key": k, "value": v} for k, v in metrics.items()])
+                conn.execute(
+                    t.version_metrics.insert(),
+                    [{"version_id": version_id, "key": k, "value": v} for k, v in metrics.items()],
+                )
             if tags:
-                conn.execute(t.version_tags.insert(), [
-                    {"version_id": version_id, "key": k, "value": v} for k, v in tags.items()])
+                conn.execute(
+                    t.version_tags.insert(),
+                    [{"version_id": version_id, "key": k, "value": v} for k, v in tags.items()],
+                )
             if refs:
-                conn.execute(t.version_artifacts.insert(), [
-                    {"version_id": version_id, "name": name, "kind": _artifact_kind(name),
-                     "sha256": ref.sha256, "size": ref.size} for name, ref in refs.items()])
+                conn.execute(
+                    t.version_artifacts.insert(),
+                    [
+                        {
+                            "version_id": version_id,
+                            "name": name,
+                            "kind": _artifact_kind(name),
+                            "sha256": ref.sha256,
+                            "size": ref.size,
+                        }
+                        for name, ref in refs.items()
+                    ],
+                )
             conn.execute(t.models.update().where(t.models.c.id == model_id).values(updated_at=now))
-            append_entry(conn, actor=actor, action="version.create", entity_type="model_version",
-                         entity_id=f"{model}/{number}",
-                         after={"semver": str(version), "framework": row["framework"], "metrics": metrics,
-                                "artifacts": {n: r.sha256 for n, r in refs.items()},
-                                "dataset": list(dataset) if dataset else None})
+            append_entry(
+                conn,
+                actor=actor,
+                action="version.create",
+                entity_type="model_version",
+                entity_id=f"{model}/{number}",
+                after={
+                    "semver": str(version),
+                    "framework": row["framework"],
+                    "metrics": metrics,
+                    "artifacts": {n: r.sha256 for n, r in refs.items()},
+                    "dataset": list(dataset) if dataset else None,
+                },
+            )
         return self.get_version(model, number)
+
+    def _version_with_tag(self, conn: Connection, model_id: int, key: str, value: str) -> int | None:
+        vt, mv = t.version_tags.c, t.model_versions.c
+        found = conn.execute(
+            sa.select(mv.id)
+            .join(t.version_tags, vt.version_id == mv.id)
+            .where(mv.model_id == model_id, vt.key == key, vt.value == value)
+        ).scalar()
+        return None if found is None else int(found)
 
     def _latest_semver(self, conn: Connection, model_id: int) -> SemVer:
         mv = t.model_versions.c
         row = conn.execute(
             sa.select(mv.semver_major, mv.semver_minor, mv.semver_patch, mv.semver_pre)
             .where(mv.model_id == model_id)
-            .order_by(mv.semver_major.desc(), mv.semver_minor.desc(), mv.semver_patch.desc(),
-                      sa.case((mv.semver_pre == "", 1), else_=0).desc(), mv.semver_pre.desc())
+            .order_by(
+                mv.semver_major.desc(),
+                mv.semver_minor.desc(),
+                mv.semver_patch.desc(),
+                sa.case((mv.semver_pre == "", 1), else_=0).desc(),
+                mv.semver_pre.desc(),
+            )
             .limit(1)
         ).first()
         return SemVer(*row) if row else SemVer(0, 0, 0)
@@ -323,11 +443,13 @@ class Registry(RegistryReads):
         found = conn.execute(query).scalar()
         if found is not None:
             return int(found)
-        return int(conn.execute(t.datasets.insert().values(
-            uri=uri, content_hash=content_hash, created_at=now)).inserted_primary_key[0])
+        return inserted_id(
+            conn, t.datasets.insert().values(uri=uri, content_hash=content_hash, created_at=now)
+        )
 
-    def set_version_tag(self, model: str, version: VersionRef, key: str, value: Any,
-                        *, actor: str | None = None) -> None:
+    def set_version_tag(
+        self, model: str, version: VersionRef, key: str, value: Any, *, actor: str | None = None
+    ) -> None:
         """Set one tag on a version."""
         tag = _check_tags({key: value})
         vt = t.version_tags.c
@@ -337,9 +459,15 @@ class Registry(RegistryReads):
             old = conn.execute(sa.select(vt.value).where(vt.version_id == version_id, vt.key == key)).scalar()
             conn.execute(t.version_tags.delete().where(vt.version_id == version_id, vt.key == key))
             conn.execute(t.version_tags.insert().values(version_id=version_id, key=key, value=tag[key]))
-            append_entry(conn, actor=actor or self.actor, action="version.tag", entity_type="model_version",
-                         entity_id=f"{model}/{self._number(conn, version_id)}",
-                         before={key: old}, after={key: tag[key]})
+            append_entry(
+                conn,
+                actor=actor or self.actor,
+                action="version.tag",
+                entity_type="model_version",
+                entity_id=f"{model}/{self._number(conn, version_id)}",
+                before={key: old},
+                after={key: tag[key]},
+            )
 
     # ----------------------------------------------------------------- stages
     def transition_stage(
@@ -372,40 +500,58 @@ class Registry(RegistryReads):
         with self.db.write() as conn:
             model_id = self._model_id(conn, model, lock=True)
             version_id = self._version_id(conn, model_id, model, version)
-            number, current = conn.execute(
-                sa.select(mv.number, mv.stage).where(mv.id == version_id)).one()
+            number, current = conn.execute(sa.select(mv.number, mv.stage).where(mv.id == version_id)).one()
             if current == stage:
                 raise TransitionError(f"{model} version {number} is already in {stage}")
             allowed = ALLOWED_TRANSITIONS[current]
             if stage not in allowed:
                 raise TransitionError(
                     f"cannot move {model} version {number} from {current} to {stage}: "
-                    f"allowed from {current}: {', '.join(allowed)}")
+                    f"allowed from {current}: {', '.join(allowed)}"
+                )
             if stage == "production" and not allow_multiple:
-                holders = conn.execute(sa.select(mv.id).where(
-                    mv.model_id == model_id, mv.stage == "production", mv.id != version_id)).scalars()
+                holders = conn.execute(
+                    sa.select(mv.id).where(
+                        mv.model_id == model_id, mv.stage == "production", mv.id != version_id
+                    )
+                ).scalars()
                 for holder in list(holders):
-                    self._set_stage(conn, model, holder, "production", demote_to, who,
-                                    f"replaced by version {number}")
+                    self._set_stage(
+                        conn, model, holder, "production", demote_to, who, f"replaced by version {number}"
+                    )
             self._set_stage(conn, model, version_id, current, stage, who, reason)
             if alias is not None:
                 self._move_alias(conn, model, model_id, alias, version_id, who, reason)
         return self.get_version(model, number)
 
-    def _set_stage(self, conn: Connection, model: str, version_id: int, old: str, new: str,
-                   actor: str, reason: str) -> None:
+    def _set_stage(
+        self, conn: Connection, model: str, version_id: int, old: str, new: str, actor: str, reason: str
+    ) -> None:
         now = t.utcnow()
-        conn.execute(t.model_versions.update().where(t.model_versions.c.id == version_id)
-                     .values(stage=new, stage_updated_at=now))
-        conn.execute(t.stage_history.insert().values(
-            version_id=version_id, from_stage=old, to_stage=new, actor=actor, reason=reason, at=now))
-        append_entry(conn, actor=actor, action="version.stage", entity_type="model_version",
-                     entity_id=f"{model}/{self._number(conn, version_id)}",
-                     before={"stage": old}, after={"stage": new, "reason": reason})
+        conn.execute(
+            t.model_versions.update()
+            .where(t.model_versions.c.id == version_id)
+            .values(stage=new, stage_updated_at=now)
+        )
+        conn.execute(
+            t.stage_history.insert().values(
+                version_id=version_id, from_stage=old, to_stage=new, actor=actor, reason=reason, at=now
+            )
+        )
+        append_entry(
+            conn,
+            actor=actor,
+            action="version.stage",
+            entity_type="model_version",
+            entity_id=f"{model}/{self._number(conn, version_id)}",
+            before={"stage": old},
+            after={"stage": new, "reason": reason},
+        )
 
     # ---------------------------------------------------------------- aliases
-    def set_alias(self, model: str, alias: str, version: VersionRef, *, reason: str = "",
-                  actor: str | None = None) -> AliasMove:
+    def set_alias(
+        self, model: str, alias: str, version: VersionRef, *, reason: str = "", actor: str | None = None
+    ) -> AliasMove:
         """Point ``alias`` at a version, recording the move in the alias history."""
         _check_alias(alias)
         with self.db.write() as conn:
@@ -413,31 +559,60 @@ class Registry(RegistryReads):
             version_id = self._version_id(conn, model_id, model, version)
             return self._move_alias(conn, model, model_id, alias, version_id, actor or self.actor, reason)
 
-    def delete_alias(self, model: str, alias: str, *, reason: str = "", actor: str | None = None) -> AliasMove:
+    def delete_alias(
+        self, model: str, alias: str, *, reason: str = "", actor: str | None = None
+    ) -> AliasMove:
         """Remove an alias (recorded as a move to no version)."""
         with self.db.write() as conn:
             model_id = self._model_id(conn, model, lock=True)
             return self._move_alias(conn, model, model_id, alias, None, actor or self.actor, reason)
 
-    def _move_alias(self, conn: Connection, model: str, model_id: int, alias: str,
-                    version_id: int | None, actor: str, reason: str) -> AliasMove:
+    def _move_alias(
+        self,
+        conn: Connection,
+        model: str,
+        model_id: int,
+        alias: str,
+        version_id: int | None,
+        actor: str,
+        reason: str,
+    ) -> AliasMove:
         a = t.aliases.c
-        old_id = conn.execute(sa.select(a.version_id).where(a.model_id == model_id, a.alias == alias)).scalar()
+        old_id = conn.execute(
+            sa.select(a.version_id).where(a.model_id == model_id, a.alias == alias)
+        ).scalar()
         if version_id is None and old_id is None:
             raise NotFoundError(f"model {model!r} has no alias {alias!r}")
         now = t.utcnow()
         conn.execute(t.aliases.delete().where(a.model_id == model_id, a.alias == alias))
         if version_id is not None:
-            conn.execute(t.aliases.insert().values(model_id=model_id, alias=alias, version_id=version_id,
-                                                   updated_by=actor, updated_at=now))
-        conn.execute(t.alias_history.insert().values(
-            model_id=model_id, alias=alias, from_version_id=old_id, to_version_id=version_id,
-            actor=actor, reason=reason, at=now))
+            conn.execute(
+                t.aliases.insert().values(
+                    model_id=model_id, alias=alias, version_id=version_id, updated_by=actor, updated_at=now
+                )
+            )
+        conn.execute(
+            t.alias_history.insert().values(
+                model_id=model_id,
+                alias=alias,
+                from_version_id=old_id,
+                to_version_id=version_id,
+                actor=actor,
+                reason=reason,
+                at=now,
+            )
+        )
         old_n = self._number(conn, old_id) if old_id is not None else None
         new_n = self._number(conn, version_id) if version_id is not None else None
-        append_entry(conn, actor=actor, action="alias.move", entity_type="model", entity_id=model,
-                     before={"alias": alias, "version": old_n},
-                     after={"alias": alias, "version": new_n, "reason": reason})
+        append_entry(
+            conn,
+            actor=actor,
+            action="alias.move",
+            entity_type="model",
+            entity_id=model,
+            before={"alias": alias, "version": old_n},
+            after={"alias": alias, "version": new_n, "reason": reason},
+        )
         return AliasMove(model, alias, old_n, new_n, actor, reason, now)
 
     # -------------------------------------------------------------- artifacts
@@ -489,6 +664,11 @@ class Registry(RegistryReads):
         base = self.get_version(model, baseline).number if baseline is not None else None
         if base is not None and base not in {v.number for v in found}:
             found.append(self.get_version(model, base))
-        return compare_versions(found, primary=primary, metrics=metrics, direction=direction,
-                                min_improvement=min_improvement, baseline=base)
-
+        return compare_versions(
+            found,
+            primary=primary,
+            metrics=metrics,
+            direction=direction,
+            min_improvement=min_improvement,
+            baseline=base,
+        )

@@ -26,8 +26,13 @@ VersionRef = int | str
 _SEMVER_LIKE = re.compile(r"^v?\d+\.\d+\.\d+")
 _FILTER = re.compile(r"^\s*([A-Za-z0-9_.\-/]+)\s*(>=|<=|==|!=|>|<|=)\s*(\S+)\s*$")
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
-    ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt,
-    "==": operator.eq, "=": operator.eq, "!=": operator.ne,
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+    "==": operator.eq,
+    "=": operator.eq,
+    "!=": operator.ne,
 }
 
 
@@ -104,8 +109,12 @@ class RegistryReads:
             query = sa.select(mv.id).where(mv.model_id == model_id).order_by(mv.number.desc()).limit(1)
             missing = f"model {model!r} has no versions"
         elif text in STAGES:
-            query = (sa.select(mv.id).where(mv.model_id == model_id, mv.stage == text)
-                     .order_by(mv.number.desc()).limit(1))
+            query = (
+                sa.select(mv.id)
+                .where(mv.model_id == model_id, mv.stage == text)
+                .order_by(mv.number.desc())
+                .limit(1)
+            )
             missing = f"model {model!r} has no version in {text}"
         elif _SEMVER_LIKE.match(text):
             semver = text[1:] if text.startswith("v") else text
@@ -121,8 +130,11 @@ class RegistryReads:
         return int(found)
 
     def _number(self, conn: Connection, version_id: int) -> int:
-        return int(conn.execute(sa.select(t.model_versions.c.number)
-                                .where(t.model_versions.c.id == version_id)).scalar_one())
+        return int(
+            conn.execute(
+                sa.select(t.model_versions.c.number).where(t.model_versions.c.id == version_id)
+            ).scalar_one()
+        )
 
     # ---------------------------------------------------------------- models
     def get_model(self, name: str) -> Model:
@@ -144,11 +156,26 @@ class RegistryReads:
             .where(t.aliases.c.model_id.in_(ids))
         ):
             aliases[row.model_id][row.alias] = row.number
-        latest = dict(conn.execute(sa.select(mv.model_id, sa.func.max(mv.number))
-                                   .where(mv.model_id.in_(ids)).group_by(mv.model_id)).all())
+        latest = dict(
+            conn.execute(
+                sa.select(mv.model_id, sa.func.max(mv.number))
+                .where(mv.model_id.in_(ids))
+                .group_by(mv.model_id)
+            ).all()
+        )
         by_id = {
-            r.id: Model(r.id, r.name, r.description, r.owner, dict(tags[r.id]), r.created_by,
-                        r.created_at, r.updated_at, dict(aliases[r.id]), latest.get(r.id))
+            r.id: Model(
+                r.id,
+                r.name,
+                r.description,
+                r.owner,
+                dict(tags[r.id]),
+                r.created_by,
+                r.created_at,
+                r.updated_at,
+                dict(aliases[r.id]),
+                latest.get(r.id),
+            )
             for r in rows
         }
         return [by_id[i] for i in ids if i in by_id]
@@ -200,9 +227,13 @@ class RegistryReads:
         mv = t.model_versions.c
         parent = t.model_versions.alias("parent")
         rows = conn.execute(
-            sa.select(t.model_versions, t.models.c.name.label("model_name"),
-                      t.datasets.c.uri.label("dataset_uri"), t.datasets.c.content_hash.label("dataset_hash"),
-                      parent.c.number.label("parent_number"))
+            sa.select(
+                t.model_versions,
+                t.models.c.name.label("model_name"),
+                t.datasets.c.uri.label("dataset_uri"),
+                t.datasets.c.content_hash.label("dataset_hash"),
+                parent.c.number.label("parent_number"),
+            )
             .join(t.models, t.models.c.id == mv.model_id)
             .outerjoin(t.datasets, t.datasets.c.id == mv.dataset_id)
             .outerjoin(parent, parent.c.id == mv.parent_version_id)
@@ -215,22 +246,43 @@ class RegistryReads:
         for r in conn.execute(sa.select(t.version_tags).where(t.version_tags.c.version_id.in_(ids))):
             tags[r.version_id][r.key] = r.value
         arts: dict[int, list[Artifact]] = defaultdict(list)
-        for r in conn.execute(sa.select(t.version_artifacts).where(t.version_artifacts.c.version_id.in_(ids))
-                              .order_by(t.version_artifacts.c.name)):
+        for r in conn.execute(
+            sa.select(t.version_artifacts)
+            .where(t.version_artifacts.c.version_id.in_(ids))
+            .order_by(t.version_artifacts.c.name)
+        ):
             arts[r.version_id].append(Artifact(r.name, r.kind, r.sha256, r.size))
         aliases: dict[int, list[str]] = defaultdict(list)
-        for r in conn.execute(sa.select(t.aliases.c.version_id, t.aliases.c.alias)
-                              .where(t.aliases.c.version_id.in_(ids)).order_by(t.aliases.c.alias)):
+        for r in conn.execute(
+            sa.select(t.aliases.c.version_id, t.aliases.c.alias)
+            .where(t.aliases.c.version_id.in_(ids))
+            .order_by(t.aliases.c.alias)
+        ):
             aliases[r.version_id].append(r.alias)
         by_id = {
             r.id: ModelVersion(
-                id=r.id, model=r.model_name, number=r.number, semver=r.semver, stage=r.stage,
-                framework=r.framework, description=r.description, changelog=r.changelog,
-                metrics=dict(metrics[r.id]), hyperparameters=r.hyperparameters, tags=dict(tags[r.id]),
-                signature=r.signature, extra=r.extra, dataset_uri=r.dataset_uri,
-                dataset_hash=r.dataset_hash, code_version=r.code_version, flow_run_id=r.flow_run_id,
-                parent_version=r.parent_number, created_by=r.created_by, created_at=r.created_at,
-                stage_updated_at=r.stage_updated_at, artifacts=tuple(arts[r.id]),
+                id=r.id,
+                model=r.model_name,
+                number=r.number,
+                semver=r.semver,
+                stage=r.stage,
+                framework=r.framework,
+                description=r.description,
+                changelog=r.changelog,
+                metrics=dict(metrics[r.id]),
+                hyperparameters=r.hyperparameters,
+                tags=dict(tags[r.id]),
+                signature=r.signature,
+                extra=r.extra,
+                dataset_uri=r.dataset_uri,
+                dataset_hash=r.dataset_hash,
+                code_version=r.code_version,
+                flow_run_id=r.flow_run_id,
+                parent_version=r.parent_number,
+                created_by=r.created_by,
+                created_at=r.created_at,
+                stage_updated_at=r.stage_updated_at,
+                artifacts=tuple(arts[r.id]),
                 aliases=tuple(aliases[r.id]),
             )
             for r in rows
@@ -258,7 +310,9 @@ class RegistryReads:
                 raise ValidationError(f"stage {stage!r} is not one of {', '.join(STAGES)}")
             query = query.where(mv.stage == stage)
         if alias is not None:
-            query = query.where(sa.exists().where(t.aliases.c.version_id == mv.id, t.aliases.c.alias == alias))
+            query = query.where(
+                sa.exists().where(t.aliases.c.version_id == mv.id, t.aliases.c.alias == alias)
+            )
         for key, value in (tags or {}).items():
             cond = [t.version_tags.c.version_id == mv.id, t.version_tags.c.key == key]
             if value is not None:
@@ -267,8 +321,9 @@ class RegistryReads:
         for item in metrics:
             f = parse_metric_filter(item) if isinstance(item, str) else item
             vm = t.version_metrics.c
-            query = query.where(sa.exists().where(
-                vm.version_id == mv.id, vm.key == f.key, _OPS[f.op](vm.value, f.value)))
+            query = query.where(
+                sa.exists().where(vm.version_id == mv.id, vm.key == f.key, _OPS[f.op](vm.value, f.value))
+            )
         after = _token(page_token)
         if after is not None:
             query = query.where(mv.id < after)
@@ -281,10 +336,21 @@ class RegistryReads:
             items = self._versions(conn, ids)
         return Page(items, str(ids[-1]) if more else None)
 
-    def list_versions(self, model: str, *, stage: str | None = None, page_size: int = 100,
-                      page_token: str | None = None) -> Page[ModelVersion]:
+    def list_versions(
+        self, model: str, *, stage: str | None = None, page_size: int = 100, page_token: str | None = None
+    ) -> Page[ModelVersion]:
         """A model's versions, newest first, one page at a time."""
         return self.search_versions(model=model, stage=stage, page_size=page_size, page_token=page_token)
+
+    def all_versions(self, model: str, *, stage: str | None = None) -> list[ModelVersion]:
+        """Every version of a model (or those in ``stage``), newest first, fetched page by page."""
+        versions: list[ModelVersion] = []
+        token: str | None = None
+        while True:
+            page = self.list_versions(model, stage=stage, page_size=1000, page_token=token)
+            versions.extend(page.items)
+            if (token := page.next_token) is None:
+                return versions
 
     def _artifact(self, model: str, version: VersionRef, name: str) -> Artifact:
         mv = self.get_version(model, version)
@@ -301,47 +367,55 @@ class RegistryReads:
         src, dst = t.model_versions.alias("src"), t.model_versions.alias("dst")
         with self.db.read() as conn:
             model_id = self._model_id(conn, model)
-            query = (sa.select(h.alias, src.c.number.label("src"), dst.c.number.label("dst"),
-                               h.actor, h.reason, h.at)
-                     .outerjoin(src, src.c.id == h.from_version_id)
-                     .outerjoin(dst, dst.c.id == h.to_version_id)
-                     .where(h.model_id == model_id).order_by(h.id))
+            query = (
+                sa.select(
+                    h.alias, src.c.number.label("src"), dst.c.number.label("dst"), h.actor, h.reason, h.at
+                )
+                .outerjoin(src, src.c.id == h.from_version_id)
+                .outerjoin(dst, dst.c.id == h.to_version_id)
+                .where(h.model_id == model_id)
+                .order_by(h.id)
+            )
             if alias is not None:
                 query = query.where(h.alias == alias)
-            return [AliasMove(model, r.alias, r.src, r.dst, r.actor, r.reason, r.at)
-                    for r in conn.execute(query)]
+            return [
+                AliasMove(model, r.alias, r.src, r.dst, r.actor, r.reason, r.at) for r in conn.execute(query)
+            ]
 
     def stage_history(self, model: str, version: VersionRef | None = None) -> list[StageMove]:
         """Every stage move of a model's versions (or of one version), oldest first."""
         s, mv = t.stage_history.c, t.model_versions.c
         with self.db.read() as conn:
             model_id = self._model_id(conn, model)
-            query = (sa.select(mv.number, s.from_stage, s.to_stage, s.actor, s.reason, s.at)
-                     .join(t.model_versions, mv.id == s.version_id)
-                     .where(mv.model_id == model_id).order_by(s.id))
+            query = (
+                sa.select(mv.number, s.from_stage, s.to_stage, s.actor, s.reason, s.at)
+                .join(t.model_versions, mv.id == s.version_id)
+                .where(mv.model_id == model_id)
+                .order_by(s.id)
+            )
             if version is not None:
                 query = query.where(s.version_id == self._version_id(conn, model_id, model, version))
-            return [StageMove(model, r.number, r.from_stage, r.to_stage, r.actor, r.reason, r.at)
-                    for r in conn.execute(query)]
+            return [
+                StageMove(model, r.number, r.from_stage, r.to_stage, r.actor, r.reason, r.at)
+                for r in conn.execute(query)
+            ]
 
     def lineage(self, model: str, version: VersionRef | None = None) -> dict[str, Any]:
         """Dataset → training run → version (→ parent) for each version of a model."""
         if version is not None:
             versions = [self.get_version(model, version)]
         else:
-            versions, token = [], None
-            while True:
-                page = self.list_versions(model, page_size=1000, page_token=token)
-                versions.extend(page.items)
-                token = page.next_token
-                if token is None:
-                    break
-        chains = [
+            versions = self.all_versions(model)
+        chains: list[dict[str, Any]] = [
             {
                 "dataset": {"uri": v.dataset_uri, "hash": v.dataset_hash} if v.dataset_uri else None,
                 "run": {"flow_run_id": v.flow_run_id, "code_version": v.code_version},
-                "version": {"number": v.number, "semver": v.semver, "stage": v.stage,
-                            "aliases": list(v.aliases)},
+                "version": {
+                    "number": v.number,
+                    "semver": v.semver,
+                    "stage": v.stage,
+                    "aliases": list(v.aliases),
+                },
                 "parent_version": v.parent_version,
                 "deployments": [],
             }

@@ -1,0 +1,1 @@
+"""The lifecycle's logic as Prefect tasks (pure, typed functions underneath)."""

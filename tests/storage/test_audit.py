@@ -13,8 +13,15 @@ from storage.schema import audit_log
 def _write(db: Database, n: int) -> None:
     for i in range(n):
         with db.write() as conn:
-            append_entry(conn, actor="ana", action="thing.do", entity_type="thing", entity_id=str(i),
-                         before={"i": i - 1}, after={"i": i})
+            append_entry(
+                conn,
+                actor="ana",
+                action="thing.do",
+                entity_type="thing",
+                entity_id=str(i),
+                before={"i": i - 1},
+                after={"i": i},
+            )
 
 
 def test_chain_verifies(db: Database) -> None:
@@ -55,8 +62,11 @@ def test_reordered_entries_are_detected(db: Database) -> None:
     with db.engine.begin() as conn:
         rows = {r.seq: r for r in conn.execute(sa.select(audit_log))}
         for seq, other in ((2, 3), (3, 2)):
-            conn.execute(audit_log.update().where(audit_log.c.seq == seq)
-                         .values({c: getattr(rows[other], c) for c in cols}))
+            conn.execute(
+                audit_log.update()
+                .where(audit_log.c.seq == seq)
+                .values({c: getattr(rows[other], c) for c in cols})
+            )
     report = AuditLog(db).verify()
     assert not report.ok and report.first_bad_seq == 2
 

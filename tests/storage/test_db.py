@@ -44,15 +44,21 @@ def _create_versions(url: str, root: str, worker: int, count: int, start_at: flo
     while time.time() < start_at:
         time.sleep(0.005)
     return [
-        registry.create_version("shared", framework="sklearn", bump="patch", metrics={"worker": worker},
-                                artifacts={"model.bin": f"{worker}-{i}".encode()}).number
+        registry.create_version(
+            "shared",
+            framework="sklearn",
+            bump="patch",
+            metrics={"worker": worker},
+            artifacts={"model.bin": f"{worker}-{i}".encode()},
+        ).number
         for i in range(count)
     ]
 
 
 @pytest.mark.slow
-def test_eight_processes_create_400_versions_at_once(registry: Registry, database_url: str,
-                                                     tmp_path: Path) -> None:
+def test_eight_processes_create_400_versions_at_once(
+    registry: Registry, database_url: str, tmp_path: Path
+) -> None:
     registry.create_model("shared")
     root = str(tmp_path / "artifacts")
     start_at = time.time() + 4.0
@@ -60,12 +66,7 @@ def test_eight_processes_create_400_versions_at_once(registry: Registry, databas
         results = pool.starmap(_create_versions, [(database_url, root, w, 50, start_at) for w in range(8)])
     numbers = sorted(n for chunk in results for n in chunk)
     assert numbers == list(range(1, 401))
-    versions, token = [], None
-    while True:
-        page = registry.list_versions("shared", page_size=1000, page_token=token)
-        versions.extend(page.items)
-        if (token := page.next_token) is None:
-            break
+    versions = registry.all_versions("shared")
     assert len(versions) == 400
     assert len({v.semver for v in versions}) == 400
     assert all(v.semver == f"0.0.{v.number}" for v in versions)
@@ -91,13 +92,19 @@ _CRASHING_CHILD = textwrap.dedent(
 )
 
 
-def test_process_killed_mid_commit_leaves_no_version(registry: Registry, database_url: str,
-                                                     tmp_path: Path) -> None:
+def test_process_killed_mid_commit_leaves_no_version(
+    registry: Registry, database_url: str, tmp_path: Path
+) -> None:
     registry.create_model("fraud")
     root = str(tmp_path / "artifacts")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.run([sys.executable, "-c", _CRASHING_CHILD, database_url, root], env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CRASHING_CHILD, database_url, root],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert registry.search_versions(model="fraud").items == []
     assert AuditLog(registry.db).verify().ok
@@ -106,8 +113,9 @@ def test_process_killed_mid_commit_leaves_no_version(registry: Registry, databas
     assert registry.load_artifact("fraud", 1, "model.bin") == b"weights"
 
 
-def test_failure_between_artifact_write_and_commit_is_retryable(registry: Registry,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_between_artifact_write_and_commit_is_retryable(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
     registry.create_model("fraud")
 
     def fail(*args: object, **kwargs: object) -> None:

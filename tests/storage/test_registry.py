@@ -60,8 +60,15 @@ def test_version_metadata_round_trips(fraud: Registry) -> None:
     assert got.hyperparameters == {"max_depth": 6, "lr": 0.1}
     assert got.signature == {"inputs": [{"name": "amount", "type": "float"}]}
     assert (got.dataset_uri, got.dataset_hash, got.code_version, got.flow_run_id) == (
-        "s3://data/fraud.parquet", "abc123", "deadbeef", "run-1")
-    assert {a.name: a.kind for a in got.artifacts} == {"model.onnx": "onnx", "reports/validation.html": "report"}
+        "s3://data/fraud.parquet",
+        "abc123",
+        "deadbeef",
+        "run-1",
+    )
+    assert {a.name: a.kind for a in got.artifacts} == {
+        "model.onnx": "onnx",
+        "reports/validation.html": "report",
+    }
     assert fraud.load_artifact("fraud", v.number, "model.onnx") == b"onnx-bytes"
 
 
@@ -93,11 +100,17 @@ def test_stage_transitions_enforced_and_production_is_unique(fraud: Registry) ->
     assert fraud.get_version("fraud", 2).stage == "production"
     assert fraud.get_version("fraud", "@champion").number == 2
     assert [(m.from_version, m.to_version) for m in fraud.alias_history("fraud", "champion")] == [
-        (None, 1), (1, 2)]
+        (None, 1),
+        (1, 2),
+    ]
     moves = [(m.version, m.from_stage, m.to_stage) for m in fraud.stage_history("fraud")]
-    assert moves == [(1, "development", "staging"), (1, "staging", "production"),
-                     (2, "development", "staging"), (1, "production", "archived"),
-                     (2, "staging", "production")]
+    assert moves == [
+        (1, "development", "staging"),
+        (1, "staging", "production"),
+        (2, "development", "staging"),
+        (1, "production", "archived"),
+        (2, "staging", "production"),
+    ]
     # Asked for explicitly, two production versions may coexist.
     fraud.transition_stage("fraud", 3, "staging")
     fraud.transition_stage("fraud", 3, "production", allow_multiple=True)
@@ -113,7 +126,10 @@ def test_alias_history_records_who_and_why(fraud: Registry) -> None:
     fraud.delete_alias("fraud", "challenger", actor="cy", reason="test over")
     history = fraud.alias_history("fraud", "challenger")
     assert [(h.from_version, h.to_version, h.actor, h.reason) for h in history] == [
-        (None, 1, "ana", "new"), (1, 2, "bo", "retrained"), (2, None, "cy", "test over")]
+        (None, 1, "ana", "new"),
+        (1, 2, "bo", "retrained"),
+        (2, None, "cy", "test over"),
+    ]
     assert fraud.get_model("fraud").aliases == {}
 
 
@@ -121,8 +137,12 @@ def test_search_filters_and_pagination(registry: Registry) -> None:
     for name in ("a", "b"):
         registry.create_model(name)
         for i in range(7):
-            registry.create_version(name, framework="sklearn", metrics={"auc": 0.80 + i / 100},
-                                    tags={"team": "x" if i % 2 else "y"})
+            registry.create_version(
+                name,
+                framework="sklearn",
+                metrics={"auc": 0.80 + i / 100},
+                tags={"team": "x" if i % 2 else "y"},
+            )
     registry.set_alias("a", "champion", 3)
     registry.transition_stage("b", 5, "staging")
     assert [v.number for v in registry.search_versions(model="a", tags={"team": "x"}).items] == [6, 4, 2]
@@ -161,10 +181,22 @@ def test_compare_picks_winner_or_none(fraud: Registry) -> None:
 
 
 def test_lineage_chain(fraud: Registry) -> None:
-    fraud.create_version("fraud", framework="sklearn", dataset_uri="file://d.csv", dataset_hash="h1",
-                         flow_run_id="r1", code_version="c1")
-    fraud.create_version("fraud", framework="sklearn", dataset_uri="file://d.csv", dataset_hash="h2",
-                         flow_run_id="r2", parent_version=1)
+    fraud.create_version(
+        "fraud",
+        framework="sklearn",
+        dataset_uri="file://d.csv",
+        dataset_hash="h1",
+        flow_run_id="r1",
+        code_version="c1",
+    )
+    fraud.create_version(
+        "fraud",
+        framework="sklearn",
+        dataset_uri="file://d.csv",
+        dataset_hash="h2",
+        flow_run_id="r2",
+        parent_version=1,
+    )
     chain = fraud.lineage("fraud")["versions"]
     assert chain[0]["dataset"] == {"uri": "file://d.csv", "hash": "h1"}
     assert chain[0]["run"] == {"flow_run_id": "r1", "code_version": "c1"}
@@ -174,19 +206,47 @@ def test_lineage_chain(fraud: Registry) -> None:
 @pytest.mark.parametrize(
     ("call", "error", "message"),
     [
-        (lambda r: r.create_version("nope", framework="sklearn"), NotFoundError, "model 'nope' does not exist"),
-        (lambda r: r.transition_stage("fraud", 1, "production"), TransitionError, "from development to production"),
+        (
+            lambda r: r.create_version("nope", framework="sklearn"),
+            NotFoundError,
+            "model 'nope' does not exist",
+        ),
+        (
+            lambda r: r.transition_stage("fraud", 1, "production"),
+            TransitionError,
+            "from development to production",
+        ),
         (lambda r: r.transition_stage("fraud", 1, "gold"), ValidationError, "stage 'gold'"),
-        (lambda r: r.create_version("fraud", framework="sklearn", semver="1.2"), ValidationError, "'1.2' is malformed"),
-        (lambda r: r.create_version("fraud", framework="sklearn", semver="0.1.0"), AlreadyExistsError, "0.1.0"),
-        (lambda r: r.create_version("fraud", framework="sklearn", artifacts={"../x": b"1"}), ValidationError,
-         "escapes"),
-        (lambda r: r.create_version("fraud", framework="sklearn", artifacts={"/etc/passwd": b"1"}),
-         ValidationError, "absolute"),
-        (lambda r: r.create_version("fraud", framework="sklearn", metrics={"auc": "high"}), ValidationError,
-         "metric 'auc' has value 'high', which is not a number"),
-        (lambda r: r.create_version("fraud", framework="sklearn", metrics={"auc": float("nan")}),
-         ValidationError, "not finite"),
+        (
+            lambda r: r.create_version("fraud", framework="sklearn", semver="1.2"),
+            ValidationError,
+            "'1.2' is malformed",
+        ),
+        (
+            lambda r: r.create_version("fraud", framework="sklearn", semver="0.1.0"),
+            AlreadyExistsError,
+            "0.1.0",
+        ),
+        (
+            lambda r: r.create_version("fraud", framework="sklearn", artifacts={"../x": b"1"}),
+            ValidationError,
+            "escapes",
+        ),
+        (
+            lambda r: r.create_version("fraud", framework="sklearn", artifacts={"/etc/passwd": b"1"}),
+            ValidationError,
+            "absolute",
+        ),
+        (
+            lambda r: r.create_version("fraud", framework="sklearn", metrics={"auc": "high"}),
+            ValidationError,
+            "metric 'auc' has value 'high', which is not a number",
+        ),
+        (
+            lambda r: r.create_version("fraud", framework="sklearn", metrics={"auc": float("nan")}),
+            ValidationError,
+            "not finite",
+        ),
         (lambda r: r.create_version("fraud", framework="tensorflowish"), ValidationError, "framework"),
         (lambda r: r.set_alias("fraud", "production", 1), ValidationError, "reserved"),
         (lambda r: r.set_alias("fraud", "champion", 9), NotFoundError, "no version 9"),
@@ -210,8 +270,14 @@ def test_every_change_is_audited_and_chain_verifies(fraud: Registry) -> None:
     fraud.set_alias("fraud", "champion", 1)
     fraud.transition_stage("fraud", 1, "staging")
     actions = [e.action for e in AuditLog(fraud.db).entries(limit=100)]
-    assert actions == ["model.create", "version.create", "version.tag", "model.tag", "alias.move",
-                       "version.stage"]
+    assert actions == [
+        "model.create",
+        "version.create",
+        "version.tag",
+        "model.tag",
+        "alias.move",
+        "version.stage",
+    ]
     report = AuditLog(fraud.db).verify()
     assert report.ok and report.checked == 6
 
@@ -234,7 +300,20 @@ def test_verify_and_integrity_error_on_flipped_byte(fraud: Registry) -> None:
 
 
 def test_export_writes_verified_files(fraud: Registry, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    fraud.create_version("fraud", framework="sklearn", artifacts={"model/model.onnx": b"x", "card.md": b"# m"})
+    fraud.create_version(
+        "fraud", framework="sklearn", artifacts={"model/model.onnx": b"x", "card.md": b"# m"}
+    )
     written = fraud.export_version("fraud", 1, tmp_path / "out")
-    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in written) == ["card.md", "model/model.onnx"]
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in written) == [
+        "card.md",
+        "model/model.onnx",
+    ]
     assert (tmp_path / "out" / "model" / "model.onnx").read_bytes() == b"x"
+
+
+def test_idempotency_key_makes_retries_safe(fraud: Registry) -> None:
+    first = fraud.create_version("fraud", framework="sklearn", idempotency_key="task-run-1")
+    again = fraud.create_version("fraud", framework="sklearn", idempotency_key="task-run-1")
+    other = fraud.create_version("fraud", framework="sklearn", idempotency_key="task-run-2")
+    assert (first.number, again.number, other.number) == (1, 1, 2)
+    assert fraud.get_model("fraud").latest_version == 2

@@ -8,8 +8,10 @@ from storage.errors import ValidationError
 from storage.semver import SemVer
 
 
-@pytest.mark.parametrize(("text", "parsed"), [("1.2.3", SemVer(1, 2, 3)), ("v0.0.1", SemVer(0, 0, 1)),
-                                              ("2.0.0-rc.1", SemVer(2, 0, 0, "rc.1"))])
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [("1.2.3", SemVer(1, 2, 3)), ("v0.0.1", SemVer(0, 0, 1)), ("2.0.0-rc.1", SemVer(2, 0, 0, "rc.1"))],
+)
 def test_parse(text: str, parsed: SemVer) -> None:
     assert SemVer.parse(text) == parsed
 
