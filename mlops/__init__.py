@@ -1,0 +1,66 @@
+"""DWCP MLOps: the machine-learning lifecycle as Prefect flows.
+
+The curated public API. Everything else lives in the layout's packages
+(``flows``, ``tasks``, ``blocks``, ``serving``, ``storage``) and may change.
+
+Example:
+    >>> import tempfile, mlops
+    >>> home = tempfile.mkdtemp()
+    >>> registry = mlops.Registry.from_settings(mlops.MlopsSettings(home=home))
+    >>> registry.create_model("iris").name
+    'iris'
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from blocks.registry import RegistryBlock
+from blocks.settings import MlopsSettings, get_settings
+from storage.artifacts import ArtifactStore
+from storage.audit import AuditEntry, AuditLog, AuditReport
+from storage.compare import Comparison
+from storage.db import Database
+from storage.errors import (
+    AlreadyExistsError,
+    IntegrityError,
+    MlopsError,
+    NotFoundError,
+    TransitionError,
+    ValidationError,
+)
+from storage.records import STAGES, AliasMove, Artifact, Model, ModelVersion, Page, StageMove, VerifyReport
+from storage.registry import Registry
+from storage.semver import SemVer
+
+try:
+    __version__ = version("dwcp-mlops")
+except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+    __version__ = "0.0.0"
+
+__all__ = [
+    "STAGES",
+    "AliasMove",
+    "AlreadyExistsError",
+    "Artifact",
+    "ArtifactStore",
+    "AuditEntry",
+    "AuditLog",
+    "AuditReport",
+    "Comparison",
+    "Database",
+    "IntegrityError",
+    "MlopsError",
+    "MlopsSettings",
+    "Model",
+    "ModelVersion",
+    "NotFoundError",
+    "Page",
+    "Registry",
+    "RegistryBlock",
+    "SemVer",
+    "StageMove",
+    "TransitionError",
+    "ValidationError",
+    "VerifyReport",
+    "__version__",
+    "get_settings",
+]

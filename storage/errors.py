@@ -29,7 +29,3 @@ class TransitionError(MlopsError, ValueError):
 
 class IntegrityError(MlopsError):
     """Stored bytes whose checksum no longer matches the recorded one."""
-
-
-class AuditChainError(IntegrityError):
-    """The audit log's hash chain is broken."""
