@@ -199,3 +199,62 @@ audit_head = sa.Table(
     sa.Column("seq", sa.Integer, nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
 )
+
+approval_requests = sa.Table(
+    "approval_requests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("model_id", sa.Integer, sa.ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("version_id", sa.Integer, sa.ForeignKey("model_versions.id"), nullable=False),
+    sa.Column("target_stage", sa.String(32), nullable=False),
+    sa.Column("requested_by", sa.String(255), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("required_approvals", sa.Integer, nullable=False),
+    sa.Column("allowed_roles", sa.JSON, nullable=False),
+    sa.Column("allow_self_approval", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False, default=""),
+    sa.Column("flow_run_id", sa.String(64)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime),
+    sa.Column("decided_at", UTCDateTime),
+    sa.Index("ix_approval_requests_status", "status", "id"),
+    sa.Index("ix_approval_requests_model", "model_id", "status"),
+)
+
+approval_decisions = sa.Table(
+    "approval_decisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "request_id", sa.Integer, sa.ForeignKey("approval_requests.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("reviewer", sa.String(255), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False, default=""),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("request_id", "reviewer", name="uq_approval_decisions_reviewer"),
+)
+
+gate_results = sa.Table(
+    "gate_results",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "request_id", sa.Integer, sa.ForeignKey("approval_requests.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("passed", sa.Boolean, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_gate_results_request", "request_id"),
+)
+
+reviewers = sa.Table(
+    "reviewers",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("roles", sa.JSON, nullable=False),
+    sa.Column("added_by", sa.String(255), nullable=False),
+    sa.Column("added_at", UTCDateTime, nullable=False),
+)
