@@ -10,6 +10,7 @@ record commit together or not at all.
 
 Example:
     >>> from storage.db import Database
+from storage.errors import ValidationError
     >>> from storage.audit import AuditLog, append_entry
     >>> db = Database("sqlite:///:memory:")
     >>> with db.write() as conn:
@@ -31,6 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from storage.db import Database
+from storage.errors import ValidationError
 from storage.schema import audit_head, audit_log, utcnow
 
 GENESIS_HASH = "0" * 64
@@ -163,6 +165,8 @@ class AuditLog:
         limit: int = 100,
     ) -> list[AuditEntry]:
         """Entries in order, filtered, starting after ``after_seq``."""
+        if not isinstance(limit, int) or not 1 <= limit <= 100_000:
+            raise ValidationError(f"limit {limit!r} must be between 1 and 100000")
         query = sa.select(audit_log).where(audit_log.c.seq > after_seq)
         if entity_type is not None:
             query = query.where(audit_log.c.entity_type == entity_type)

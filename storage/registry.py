@@ -280,7 +280,7 @@ class Registry(RegistryReads):
         if (dataset_uri is None) != (dataset_hash is None):
             raise ValidationError("dataset_uri and dataset_hash must be given together")
         sources = {validate_artifact_name(name): src for name, src in (artifacts or {}).items()}
-        self._model_id_readonly(model)
+        self._precheck(model, explicit, parent_version)
         refs = self._store_artifacts(sources)
         row = {
             "framework": framework,
@@ -304,6 +304,25 @@ class Registry(RegistryReads):
             parent=parent_version,
             actor=actor or self.actor,
         )
+
+    def _precheck(self, model: str, explicit: SemVer | None, parent: VersionRef | None) -> None:
+        """Refuse what is already known to fail before any artifact is written."""
+        with self.db.read() as conn:
+            model_id = self._model_id(conn, model)
+            if parent is not None:
+                self._version_id(conn, model_id, model, parent)
+            if explicit is not None:
+                self._refuse_taken_semver(conn, model_id, model, explicit)
+
+    def _refuse_taken_semver(self, conn: Connection, model_id: int, model: str, version: SemVer) -> None:
+        mv = t.model_versions.c
+        taken = conn.execute(
+            sa.select(mv.number).where(mv.model_id == model_id, mv.semver == str(version))
+        ).scalar()
+        if taken is not None:
+            raise AlreadyExistsError(
+                f"model {model!r} already has semantic version {version} (version {taken})"
+            )
 
     def _store_artifacts(self, sources: Mapping[str, ArtifactSource]) -> dict[str, ArtifactRef]:
         refs: dict[str, ArtifactRef] = {}
@@ -341,13 +360,7 @@ class Registry(RegistryReads):
             ) + 1
             if explicit is not None:
                 version = explicit
-                taken = conn.execute(
-                    sa.select(mv.number).where(mv.model_id == model_id, mv.semver == str(version))
-                ).scalar()
-                if taken is not None:
-                    raise AlreadyExistsError(
-                        f"model {model!r} already has semantic version {version} (version {taken})"
-                    )
+                self._refuse_taken_semver(conn, model_id, model, version)
             else:
                 version = self._latest_semver(conn, model_id).bump(bump)
             parent_id = self._version_id(conn, model_id, model, parent) if parent is not None else None
@@ -660,10 +673,11 @@ class Registry(RegistryReads):
         baseline: VersionRef | None = None,
     ) -> Comparison:
         """Compare versions side by side and pick a winner by ``primary``."""
-        found = [self.get_version(model, v) for v in versions]
+        by_number = {mv.number: mv for mv in (self.get_version(model, v) for v in versions)}
         base = self.get_version(model, baseline).number if baseline is not None else None
-        if base is not None and base not in {v.number for v in found}:
-            found.append(self.get_version(model, base))
+        if base is not None and base not in by_number:
+            by_number[base] = self.get_version(model, base)
+        found = list(by_number.values())
         return compare_versions(
             found,
             primary=primary,

@@ -24,6 +24,7 @@ from storage.records import STAGES, AliasMove, Artifact, Model, ModelVersion, Pa
 
 VersionRef = int | str
 _SEMVER_LIKE = re.compile(r"^v?\d+\.\d+\.\d+")
+_VERSIONISH = re.compile(r"^v?\d+(\.\d*)+$")
 _FILTER = re.compile(r"^\s*([A-Za-z0-9_.\-/]+)\s*(>=|<=|==|!=|>|<|=)\s*(\S+)\s*$")
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
     ">=": operator.ge,
@@ -88,10 +89,6 @@ class RegistryReads:
             raise NotFoundError(f"model {name!r} does not exist")
         return int(found)
 
-    def _model_id_readonly(self, name: str) -> int:
-        with self.db.read() as conn:
-            return self._model_id(conn, name)
-
     @staticmethod
     def _ref_label(ref: VersionRef) -> str:
         return str(ref)
@@ -116,6 +113,11 @@ class RegistryReads:
                 .limit(1)
             )
             missing = f"model {model!r} has no version in {text}"
+        elif _VERSIONISH.match(text) and not _SEMVER_LIKE.match(text):
+            raise ValidationError(
+                f"version {text!r} is malformed: use a number (3), a semantic version (1.4.0), "
+                "an alias (@champion), 'latest' or a stage"
+            )
         elif _SEMVER_LIKE.match(text):
             semver = text[1:] if text.startswith("v") else text
             query = sa.select(mv.id).where(mv.model_id == model_id, mv.semver == semver)

@@ -19,9 +19,7 @@ from storage.artifacts import ArtifactStore
 from storage.db import Database
 from storage.registry import Registry
 
-POSTGRES_URL = os.environ.get(
-    "MLOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = os.environ.get("MLOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def _postgres_reason() -> str | None:

@@ -54,7 +54,10 @@ def test_block_type_registers_with_prefect_cli() -> None:
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
     out = subprocess.run(
         [sys.executable, "-m", "prefect", "block", "register", "-m", "blocks"],
-        capture_output=True, text=True, timeout=180, env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "mlops-registry" in out.stdout or "MLOps Registry" in out.stdout

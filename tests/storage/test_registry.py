@@ -317,3 +317,13 @@ def test_idempotency_key_makes_retries_safe(fraud: Registry) -> None:
     other = fraud.create_version("fraud", framework="sklearn", idempotency_key="task-run-2")
     assert (first.number, again.number, other.number) == (1, 1, 2)
     assert fraud.get_model("fraud").latest_version == 2
+
+
+def test_malformed_reference_and_duplicate_compare_refs(fraud: Registry) -> None:
+    fraud.create_version("fraud", framework="sklearn", metrics={"auc": 0.9})
+    fraud.create_version("fraud", framework="sklearn", metrics={"auc": 0.95})
+    fraud.set_alias("fraud", "champion", 1)
+    with pytest.raises(ValidationError, match="version '1.2' is malformed"):
+        fraud.get_version("fraud", "1.2")
+    result = fraud.compare("fraud", [1, "@champion", 2], primary="auc")
+    assert [r["version"] for r in result.rows] == [1, 2] and result.winner == 2
