@@ -23,9 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import json
-import math
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,27 +36,23 @@ from storage.artifacts import ArtifactRef, ArtifactStore, validate_artifact_name
 from storage.audit import append_entry
 from storage.compare import Comparison, Direction, compare_versions
 from storage.db import Database, inserted_id
-from storage.errors import AlreadyExistsError, NotFoundError, TransitionError, ValidationError
+from storage.errors import AlreadyExistsError, NotFoundError, ValidationError
+from storage.lifecycle import LifecycleMixin
 from storage.records import (
-    ALLOWED_TRANSITIONS,
     FRAMEWORKS,
-    STAGES,
-    AliasMove,
     ArtifactCheck,
     Model,
     ModelVersion,
     VerifyReport,
 )
-from storage.registry_reads import MetricFilter, RegistryReads, parse_metric_filter
+from storage.registry_reads import MetricFilter, parse_metric_filter
 from storage.semver import BUMPS, Bump, SemVer
+from storage.validation import check_json, check_metrics, check_name, check_tags
 
 VersionRef = int | str
 ArtifactSource = bytes | str | Path
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,254}$")
-_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
 IDEMPOTENCY_TAG = "mlops.idempotency_key"
-RESERVED_ALIASES = frozenset({"latest", *STAGES})
 _KINDS = {
     ".onnx": "onnx",
     ".html": "report",
@@ -75,58 +68,11 @@ _KINDS = {
 __all__ = ["MetricFilter", "Registry", "parse_metric_filter"]
 
 
-def _check_name(kind: str, name: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ValidationError(
-            f"{kind} name {name!r} is invalid: use letters, digits, '_', '-', '.', '/' (max 255)"
-        )
-    return name
-
-
-def _check_alias(alias: str) -> str:
-    if not isinstance(alias, str) or not _ALIAS.match(alias) or alias in RESERVED_ALIASES:
-        raise ValidationError(
-            f"alias {alias!r} is invalid: start with a letter, use letters, digits, '_' or '-', "
-            f"and avoid the reserved names {', '.join(sorted(RESERVED_ALIASES))}"
-        )
-    return alias
-
-
-def _check_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
-    checked: dict[str, float] = {}
-    for key, value in (metrics or {}).items():
-        if not isinstance(key, str) or not key:
-            raise ValidationError(f"metric name {key!r} must be a non-empty string")
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValidationError(f"metric {key!r} has value {value!r}, which is not a number")
-        if not math.isfinite(value):
-            raise ValidationError(f"metric {key!r} has value {value!r}, which is not finite")
-        checked[key] = float(value)
-    return checked
-
-
-def _check_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
-    checked: dict[str, str] = {}
-    for key, value in (tags or {}).items():
-        if not isinstance(key, str) or not key or len(key) > 255:
-            raise ValidationError(f"tag name {key!r} must be a non-empty string of at most 255 characters")
-        checked[key] = str(value)
-    return checked
-
-
-def _check_json(field: str, value: Any) -> Any:
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{field} must be JSON-serialisable: {exc}") from None
-    return value
-
-
 def _artifact_kind(name: str) -> str:
     return _KINDS.get(Path(name).suffix.lower(), "file")
 
 
-class Registry(RegistryReads):
+class Registry(LifecycleMixin):
     """Models and their versions in one metadata database and artifact store.
 
     Args:
@@ -162,8 +108,8 @@ class Registry(RegistryReads):
         actor: str | None = None,
     ) -> Model:
         """Register a new model name; raises AlreadyExistsError when taken."""
-        _check_name("model", name)
-        tag_values = _check_tags(tags)
+        check_name("model", name)
+        tag_values = check_tags(tags)
         who = actor or self.actor
         now = t.utcnow()
         with self.db.write() as conn:
@@ -211,7 +157,7 @@ class Registry(RegistryReads):
 
     def set_model_tag(self, name: str, key: str, value: str, *, actor: str | None = None) -> None:
         """Set one tag on a model."""
-        tag = _check_tags({key: value})
+        tag = check_tags({key: value})
         with self.db.write() as conn:
             model_id = self._model_id(conn, name, lock=True)
             old = conn.execute(
@@ -270,13 +216,13 @@ class Registry(RegistryReads):
         if bump not in BUMPS:
             raise ValidationError(f"bump {bump!r} is not one of {', '.join(BUMPS)}")
         explicit = SemVer.parse(semver) if semver is not None else None
-        metric_values = _check_metrics(metrics)
-        tag_values = _check_tags(tags)
+        metric_values = check_metrics(metrics)
+        tag_values = check_tags(tags)
         if idempotency_key is not None:
             tag_values[IDEMPOTENCY_TAG] = idempotency_key
-        params = _check_json("hyperparameters", dict(hyperparameters or {}))
-        sig = _check_json("signature", dict(signature)) if signature is not None else None
-        extra_values = _check_json("extra", dict(extra or {}))
+        params = check_json("hyperparameters", dict(hyperparameters or {}))
+        sig = check_json("signature", dict(signature)) if signature is not None else None
+        extra_values = check_json("extra", dict(extra or {}))
         if (dataset_uri is None) != (dataset_hash is None):
             raise ValidationError("dataset_uri and dataset_hash must be given together")
         sources = {validate_artifact_name(name): src for name, src in (artifacts or {}).items()}
@@ -464,7 +410,7 @@ class Registry(RegistryReads):
         self, model: str, version: VersionRef, key: str, value: Any, *, actor: str | None = None
     ) -> None:
         """Set one tag on a version."""
-        tag = _check_tags({key: value})
+        tag = check_tags({key: value})
         vt = t.version_tags.c
         with self.db.write() as conn:
             model_id = self._model_id(conn, model, lock=True)
@@ -481,152 +427,6 @@ class Registry(RegistryReads):
                 before={key: old},
                 after={key: tag[key]},
             )
-
-    # ----------------------------------------------------------------- stages
-    def transition_stage(
-        self,
-        model: str,
-        version: VersionRef,
-        stage: str,
-        *,
-        reason: str = "",
-        actor: str | None = None,
-        demote_to: str = "archived",
-        allow_multiple: bool = False,
-        alias: str | None = None,
-    ) -> ModelVersion:
-        """Move a version to another lifecycle stage.
-
-        Promoting to production moves the previous production version(s) to
-        ``demote_to`` in the same transaction, unless ``allow_multiple``.
-        ``alias`` (e.g. ``champion``) is moved to this version in that
-        transaction too.
-        """
-        if stage not in STAGES:
-            raise ValidationError(f"stage {stage!r} is not one of {', '.join(STAGES)}")
-        if demote_to not in ("archived", "staging"):
-            raise ValidationError(f"demote_to {demote_to!r} must be 'archived' or 'staging'")
-        if alias is not None:
-            _check_alias(alias)
-        who = actor or self.actor
-        mv = t.model_versions.c
-        with self.db.write() as conn:
-            model_id = self._model_id(conn, model, lock=True)
-            version_id = self._version_id(conn, model_id, model, version)
-            number, current = conn.execute(sa.select(mv.number, mv.stage).where(mv.id == version_id)).one()
-            if current == stage:
-                raise TransitionError(f"{model} version {number} is already in {stage}")
-            allowed = ALLOWED_TRANSITIONS[current]
-            if stage not in allowed:
-                raise TransitionError(
-                    f"cannot move {model} version {number} from {current} to {stage}: "
-                    f"allowed from {current}: {', '.join(allowed)}"
-                )
-            if stage == "production" and not allow_multiple:
-                holders = conn.execute(
-                    sa.select(mv.id).where(
-                        mv.model_id == model_id, mv.stage == "production", mv.id != version_id
-                    )
-                ).scalars()
-                for holder in list(holders):
-                    self._set_stage(
-                        conn, model, holder, "production", demote_to, who, f"replaced by version {number}"
-                    )
-            self._set_stage(conn, model, version_id, current, stage, who, reason)
-            if alias is not None:
-                self._move_alias(conn, model, model_id, alias, version_id, who, reason)
-        return self.get_version(model, number)
-
-    def _set_stage(
-        self, conn: Connection, model: str, version_id: int, old: str, new: str, actor: str, reason: str
-    ) -> None:
-        now = t.utcnow()
-        conn.execute(
-            t.model_versions.update()
-            .where(t.model_versions.c.id == version_id)
-            .values(stage=new, stage_updated_at=now)
-        )
-        conn.execute(
-            t.stage_history.insert().values(
-                version_id=version_id, from_stage=old, to_stage=new, actor=actor, reason=reason, at=now
-            )
-        )
-        append_entry(
-            conn,
-            actor=actor,
-            action="version.stage",
-            entity_type="model_version",
-            entity_id=f"{model}/{self._number(conn, version_id)}",
-            before={"stage": old},
-            after={"stage": new, "reason": reason},
-        )
-
-    # ---------------------------------------------------------------- aliases
-    def set_alias(
-        self, model: str, alias: str, version: VersionRef, *, reason: str = "", actor: str | None = None
-    ) -> AliasMove:
-        """Point ``alias`` at a version, recording the move in the alias history."""
-        _check_alias(alias)
-        with self.db.write() as conn:
-            model_id = self._model_id(conn, model, lock=True)
-            version_id = self._version_id(conn, model_id, model, version)
-            return self._move_alias(conn, model, model_id, alias, version_id, actor or self.actor, reason)
-
-    def delete_alias(
-        self, model: str, alias: str, *, reason: str = "", actor: str | None = None
-    ) -> AliasMove:
-        """Remove an alias (recorded as a move to no version)."""
-        with self.db.write() as conn:
-            model_id = self._model_id(conn, model, lock=True)
-            return self._move_alias(conn, model, model_id, alias, None, actor or self.actor, reason)
-
-    def _move_alias(
-        self,
-        conn: Connection,
-        model: str,
-        model_id: int,
-        alias: str,
-        version_id: int | None,
-        actor: str,
-        reason: str,
-    ) -> AliasMove:
-        a = t.aliases.c
-        old_id = conn.execute(
-            sa.select(a.version_id).where(a.model_id == model_id, a.alias == alias)
-        ).scalar()
-        if version_id is None and old_id is None:
-            raise NotFoundError(f"model {model!r} has no alias {alias!r}")
-        now = t.utcnow()
-        conn.execute(t.aliases.delete().where(a.model_id == model_id, a.alias == alias))
-        if version_id is not None:
-            conn.execute(
-                t.aliases.insert().values(
-                    model_id=model_id, alias=alias, version_id=version_id, updated_by=actor, updated_at=now
-                )
-            )
-        conn.execute(
-            t.alias_history.insert().values(
-                model_id=model_id,
-                alias=alias,
-                from_version_id=old_id,
-                to_version_id=version_id,
-                actor=actor,
-                reason=reason,
-                at=now,
-            )
-        )
-        old_n = self._number(conn, old_id) if old_id is not None else None
-        new_n = self._number(conn, version_id) if version_id is not None else None
-        append_entry(
-            conn,
-            actor=actor,
-            action="alias.move",
-            entity_type="model",
-            entity_id=model,
-            before={"alias": alias, "version": old_n},
-            after={"alias": alias, "version": new_n, "reason": reason},
-        )
-        return AliasMove(model, alias, old_n, new_n, actor, reason, now)
 
     # -------------------------------------------------------------- artifacts
     def load_artifact(self, model: str, version: VersionRef, name: str) -> bytes:
