@@ -212,6 +212,7 @@ approval_requests = sa.Table(
     sa.Column("required_approvals", sa.Integer, nullable=False),
     sa.Column("allowed_roles", sa.JSON, nullable=False),
     sa.Column("allow_self_approval", sa.Boolean, nullable=False),
+    sa.Column("alias", sa.String(255)),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("outcome", sa.Text, nullable=False, default=""),
     sa.Column("flow_run_id", sa.String(64)),

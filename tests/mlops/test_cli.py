@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from mlops.cli import app, parse_files, parse_metrics, parse_pairs, parse_params, parse_tag_filters
+from mlops._cli_common import parse_files, parse_metrics, parse_pairs, parse_params, parse_tag_filters
+from mlops.cli import app
 from storage.artifacts import ArtifactStore
 from storage.errors import ValidationError
 

@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("required_approvals", sa.Integer(), nullable=False),
         sa.Column("allowed_roles", sa.JSON(), nullable=False),
         sa.Column("allow_self_approval", sa.Boolean(), nullable=False),
+        sa.Column("alias", sa.String(length=255), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("outcome", sa.Text(), nullable=False),
         sa.Column("flow_run_id", sa.String(length=64), nullable=True),
