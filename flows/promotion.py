@@ -23,7 +23,7 @@ from prefect import flow, get_run_logger
 from prefect.context import FlowRunContext
 from prefect.flow_runs import pause_flow_run
 
-from blocks.approvals import ApprovalPolicy
+from blocks.policy import ApprovalPolicy
 from storage.approvals import APPROVED, GATES_FAILED, PENDING, ApprovalRequest
 from storage.errors import MlopsError
 from storage.schema import utcnow

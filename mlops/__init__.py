@@ -13,7 +13,6 @@ Example:
 
 from importlib.metadata import PackageNotFoundError, version
 
-from blocks.registry import RegistryBlock
 from blocks.settings import MlopsSettings, get_settings
 from storage.artifacts import ArtifactStore
 from storage.audit import AuditEntry, AuditLog, AuditReport
@@ -30,6 +29,15 @@ from storage.errors import (
 from storage.records import STAGES, AliasMove, Artifact, Model, ModelVersion, Page, StageMove, VerifyReport
 from storage.registry import Registry
 from storage.semver import SemVer
+
+
+def __getattr__(name: str) -> object:
+    if name == "RegistryBlock":  # imports Prefect: loaded on first use
+        from blocks.registry import RegistryBlock
+
+        return RegistryBlock
+    raise AttributeError(f"module 'mlops' has no attribute {name!r}")
+
 
 try:
     __version__ = version("dwcp-mlops")

@@ -21,6 +21,7 @@ import typer
 
 from mlops import _render as render
 from mlops._cli_common import PACKAGE, ErrorReportingGroup, JsonOpt, say
+from mlops.cli_approvals import approvals_app, approve, reject, reviewers_app, rollback
 from mlops.cli_audit import audit_app
 from mlops.cli_registry import registry_app
 
@@ -32,6 +33,11 @@ app = typer.Typer(
 )
 app.add_typer(registry_app, name="registry")
 app.add_typer(audit_app, name="audit")
+app.add_typer(approvals_app, name="approvals")
+app.add_typer(reviewers_app, name="reviewers")
+app.command("approve")(approve)
+app.command("reject")(reject)
+registry_app.command("rollback")(rollback)
 
 
 # ------------------------------------------------------------------- root

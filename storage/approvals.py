@@ -9,7 +9,7 @@ entries in one transaction.
 
 Example:
     >>> import tempfile
-    >>> from blocks.approvals import StagePolicy
+    >>> from blocks.policy import StagePolicy
     >>> from storage.registry import Registry
     >>> from storage.approvals import ApprovalStore, GateOutcome
     >>> home = tempfile.mkdtemp()
@@ -34,7 +34,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from blocks.approvals import StagePolicy
+from blocks.policy import StagePolicy
 from storage import schema as t
 from storage.audit import append_entry
 from storage.db import inserted_id
@@ -185,6 +185,7 @@ class ApprovalStore:
             raise ValidationError(f"decision {decision!r} must be 'approve' or 'reject'")
         if not reviewer or not isinstance(reviewer, str):
             raise ValidationError(f"reviewer {reviewer!r} must be a non-empty name")
+        self.expire_if_due(request_id)  # committed even when this decision is refused
         with self.db.write() as conn:
             req = self._locked(conn, request_id)
             earlier = conn.execute(
@@ -197,9 +198,9 @@ class ApprovalStore:
                 return self._load(conn, request_id)
             if earlier is not None:
                 raise AlreadyExistsError(f"{reviewer} already decided '{earlier}' on request {request_id}")
-            self._expire_if_due(conn, req)
-            if req.status != PENDING:
-                raise TransitionError(f"request {request_id} is {req.status}, not pending: no more decisions")
+            status = self._expire_if_due(conn, req)
+            if status != PENDING:
+                raise TransitionError(f"request {request_id} is {status}, not pending: no more decisions")
             self._check_reviewer(conn, req, reviewer)
             now = t.utcnow()
             conn.execute(
@@ -246,12 +247,15 @@ class ApprovalStore:
             self._expire_if_due(conn, self._locked(conn, request_id))
             return self._load(conn, request_id)
 
-    def _expire_if_due(self, conn: Connection, req: Any) -> None:
+    def _expire_if_due(self, conn: Connection, req: Any) -> str:
+        """Expire ``req`` when due; returns its status afterwards."""
         expires = req.expires_at
         if req.status == PENDING and expires is not None and t.utcnow() >= expires:
             self._finish(conn, req.id, EXPIRED, f"expired at {expires.isoformat()}", "mlops")
             append_entry(conn, actor="mlops", action="approval.expire", entity_type="approval_request",
                          entity_id=str(req.id), after={"status": EXPIRED})  # fmt: skip
+            return EXPIRED
+        return str(req.status)
 
     def apply(self, request_id: int, *, actor: str) -> ApprovalRequest:
         """Carry out an approved request: stage, demotion, alias, audit — one transaction."""

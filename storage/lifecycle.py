@@ -186,6 +186,8 @@ class LifecycleMixin(RegistryReads):
         version_id: int | None,
         actor: str,
         reason: str,
+        *,
+        is_rollback: bool = False,
     ) -> AliasMove:
         a = t.aliases.c
         old_id = conn.execute(
@@ -209,6 +211,7 @@ class LifecycleMixin(RegistryReads):
                 to_version_id=version_id,
                 actor=actor,
                 reason=reason,
+                is_rollback=is_rollback,
                 at=now,
             )
         )
@@ -237,37 +240,29 @@ class LifecycleMixin(RegistryReads):
     ) -> Rollback:
         """Return ``stage`` (and ``alias``) to the version that held the alias before.
 
-        The previous holder is read from the alias history; the current holder is
-        archived. Stage, alias and audit entries move in one transaction.
+        The alias history is read as a stack: each move pushes a version, each
+        rollback pops one, so rolling back twice goes two versions back rather
+        than between the same two. The replaced version is archived. Stage,
+        alias and audit entries move in one transaction.
         """
         who = actor or self.actor
-        h, a = t.alias_history.c, t.aliases.c
         with self.db.write() as conn:
             model_id = self._model_id(conn, model, lock=True)
-            current = conn.execute(
-                sa.select(a.version_id).where(a.model_id == model_id, a.alias == alias)
-            ).scalar()
-            if current is None:
+            stack = self._alias_stack(conn, model_id, alias)
+            if not stack:
                 raise NotFoundError(f"model {model!r} has no alias {alias!r} to roll back")
-            previous = conn.execute(
-                sa.select(h.from_version_id)
-                .where(h.model_id == model_id, h.alias == alias, h.to_version_id == current)
-                .where(h.from_version_id.is_not(None), h.from_version_id != current)
-                .order_by(h.id.desc())
-                .limit(1)
-            ).scalar()
-            if previous is None:
+            if len(stack) < 2:
                 raise NotFoundError(f"{model!r} alias {alias!r} has no earlier version to roll back to")
+            current, previous = stack[-1], stack[-2]
             replaced, restored = self._number(conn, current), self._number(conn, previous)
             text = reason or f"rollback of {stage} from version {replaced} to {restored}"
             current_stage = conn.execute(
                 sa.select(t.model_versions.c.stage).where(t.model_versions.c.id == current)
             ).scalar_one()
-            self.move_stage(
-                conn, model, restored, stage, reason=text, actor=who, alias=alias, enforce_transitions=False
-            )
+            self.move_stage(conn, model, restored, stage, reason=text, actor=who, enforce_transitions=False)
             if stage != "production" and current_stage == stage:  # production demotes by itself
                 self._set_stage(conn, model, current, stage, "archived", who, text)
+            self._move_alias(conn, model, model_id, alias, previous, who, text, is_rollback=True)
             append_entry(
                 conn,
                 actor=who,
@@ -278,3 +273,21 @@ class LifecycleMixin(RegistryReads):
                 after={"stage": stage, "alias": alias, "version": restored, "reason": text},
             )
         return Rollback(model, stage, alias, restored, replaced)
+
+    def _alias_stack(self, conn: Connection, model_id: int, alias: str) -> list[int]:
+        """Versions the alias pointed at, oldest first, with rolled-back moves popped."""
+        h = t.alias_history.c
+        stack: list[int] = []
+        rows = conn.execute(
+            sa.select(h.to_version_id, h.is_rollback)
+            .where(h.model_id == model_id, h.alias == alias)
+            .order_by(h.id)
+        )
+        for to_version, is_rollback in rows:
+            if to_version is None:  # the alias was deleted: history before it no longer applies
+                stack = []
+            elif is_rollback and len(stack) >= 2 and stack[-2] == to_version:
+                stack.pop()
+            else:
+                stack.append(to_version)
+        return stack

@@ -157,6 +157,7 @@ alias_history = sa.Table(
     sa.Column("to_version_id", sa.Integer, sa.ForeignKey("model_versions.id")),
     sa.Column("actor", sa.String(255), nullable=False),
     sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("is_rollback", sa.Boolean, nullable=False, default=False),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Index("ix_alias_history_model_alias", "model_id", "alias", "id"),
 )

@@ -7,7 +7,7 @@ evidence is missing fails with a message saying so: it never passes silently.
 
 Example:
     >>> import tempfile
-    >>> from blocks.approvals import MetricGate
+    >>> from blocks.policy import MetricGate
     >>> from storage.registry import Registry
     >>> home = tempfile.mkdtemp()
     >>> reg = Registry.open(f"sqlite:///{home}/m.db", f"{home}/a")
@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 
 from prefect import task
 
-from blocks.approvals import ChampionGate, EvidenceGate, Gate, MetricGate
+from blocks.policy import ChampionGate, EvidenceGate, Gate, MetricGate
 from storage.approvals import GateOutcome
 from storage.errors import NotFoundError
 from storage.registry import Registry

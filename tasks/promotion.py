@@ -25,7 +25,8 @@ from prefect.events import emit_event
 from prefect.input import RunInput
 from pydantic import Field
 
-from blocks.approvals import ApprovalPolicy, ApprovalPolicyBlock, StagePolicy
+from blocks.approvals import ApprovalPolicyBlock
+from blocks.policy import ApprovalPolicy, StagePolicy
 from storage.approvals import APPROVED, ApprovalRequest, ApprovalStore, Decision, GateOutcome
 from storage.errors import MlopsError
 from storage.lifecycle import Rollback
@@ -132,8 +133,24 @@ def apply_promotion(request_id: int, *, actor: str, registry_block: str | None =
     return request
 
 
+def prefect_api_configured() -> bool:
+    """Whether a Prefect server is reachable by configuration or the current run.
+
+    Without one, Prefect would start a temporary server just to drop the event,
+    so events and resumes are skipped (the change itself is stored and audited).
+    """
+    from prefect.context import FlowRunContext, TaskRunContext
+    from prefect.settings import PREFECT_API_URL
+
+    return (
+        bool(PREFECT_API_URL.value()) or FlowRunContext.get() is not None or TaskRunContext.get() is not None
+    )
+
+
 def emit_promoted_event(request: ApprovalRequest) -> None:
     """Emit ``mlops.model.promoted`` with the model version as the resource."""
+    if not prefect_api_configured():
+        return
     emit_event(
         event=PROMOTED_EVENT,
         resource=_version_resource(request.model, request.version, request.target_stage),
@@ -150,6 +167,8 @@ def emit_promoted_event(request: ApprovalRequest) -> None:
 
 def emit_rolled_back_event(done: Rollback, actor: str) -> None:
     """Emit ``mlops.model.rolled_back`` with the restored version as the resource."""
+    if not prefect_api_configured():
+        return
     emit_event(
         event=ROLLED_BACK_EVENT,
         resource=_version_resource(done.model, done.restored_version, done.stage),
@@ -211,6 +230,8 @@ def resume_waiting_run(flow_run_id: str, reviewer: str) -> str:
     from prefect.client.orchestration import get_client
     from prefect.flow_runs import resume_flow_run
 
+    if not prefect_api_configured():
+        return "gone"
     try:
         with get_client(sync_client=True) as client:
             state = client.read_flow_run(UUID(flow_run_id)).state

@@ -11,7 +11,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.flow_runs import resume_flow_run
 
-from blocks.approvals import ApprovalPolicy, ChampionGate, EvidenceGate, MetricGate, StagePolicy
+from blocks.policy import ApprovalPolicy, ChampionGate, EvidenceGate, MetricGate, StagePolicy
 from flows.promotion import GateFailedError, promote_model
 from storage.approvals import ApprovalStore
 from storage.audit import AuditLog

@@ -41,3 +41,17 @@ def test_rollback_without_history_is_refused(registry: Registry) -> None:
     with pytest.raises(NotFoundError, match="no earlier version"):
         registry.rollback("fraud")
     assert registry.get_version("fraud", 1).stage == "production"
+
+
+def test_repeated_rollbacks_walk_back_through_the_history(registry: Registry) -> None:
+    registry.create_model("fraud")
+    for number in (1, 2, 3):
+        registry.create_version("fraud", framework="sklearn")
+        _promote(registry, number)
+    assert registry.rollback("fraud").restored_version == 2
+    assert registry.rollback("fraud").restored_version == 1
+    with pytest.raises(NotFoundError, match="no earlier version"):
+        registry.rollback("fraud")
+    assert registry.get_version("fraud", "production").number == 1
+    moves = [(m.from_version, m.to_version) for m in registry.alias_history("fraud", "champion")]
+    assert moves == [(None, 1), (1, 2), (2, 3), (3, 2), (2, 1)]

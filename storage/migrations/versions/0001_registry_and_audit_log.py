@@ -130,6 +130,7 @@ def upgrade() -> None:
         sa.Column("to_version_id", sa.Integer(), nullable=True),
         sa.Column("actor", sa.String(length=255), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("is_rollback", sa.Boolean(), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["from_version_id"],

@@ -1,0 +1,174 @@
+"""``mlops approve | reject | approvals | reviewers`` and ``mlops registry rollback``.
+
+Decisions made here are recorded in the metadata database; a ``promote-model``
+run that waits for the request is then resumed through Prefect's API and
+carries out the promotion. A request opened from the command line (no run
+waits) is carried out here once it has enough approvals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mlops import _render as render
+from mlops._cli_common import ActorOpt, JsonOpt, NameArg, ReasonOpt, open_registry, say
+from storage.approvals import ApprovalRequest, ApprovalStore, Decision
+
+approvals_app = typer.Typer(no_args_is_help=True, help="Approval requests for stage moves.")
+reviewers_app = typer.Typer(no_args_is_help=True, help="Reviewers and their roles.")
+
+RequestArg = Annotated[int, typer.Argument(help="Approval request id.")]
+ReviewerOpt = Annotated[str, typer.Option("--reviewer", help="Your reviewer name.")]
+CommentOpt = Annotated[str, typer.Option("--comment", help="Why: kept in the audit log.")]
+PolicyOpt = Annotated[str | None, typer.Option("--policy-block", help="Saved MLOps Approval Policy block.")]
+
+
+def _requests_table(requests: list[ApprovalRequest]) -> Table:
+    table = Table(title="approval requests")
+    for column in ("id", "model", "version", "to stage", "status", "approvals", "requested by", "expires"):
+        table.add_column(column)
+    for r in requests:
+        table.add_row(
+            str(r.id), render.text(r.model), str(r.version), r.target_stage, r.status,
+            f"{r.approvals}/{r.required_approvals}", render.text(r.requested_by),
+            f"{r.expires_at:%Y-%m-%d %H:%M}" if r.expires_at else "-",
+        )  # fmt: skip
+    return table
+
+
+def _decide(request_id: int, reviewer: str, decision: Decision, comment: str, as_json: bool) -> None:
+    from tasks.promotion import decide
+
+    with open_registry() as registry:
+        request, run_state = decide(ApprovalStore(registry), request_id, reviewer, decision, comment)
+    if as_json:
+        render.emit_json(request.to_dict() | {"flow_run": run_state})
+        return
+    say(f"{reviewer} {decision}d request {request.id}: {request.status} ({request.approvals}/"
+        f"{request.required_approvals} approvals)")  # fmt: skip
+    if run_state == "resumed":
+        say(f"resumed the waiting promote-model run {request.flow_run_id}")
+
+
+def approve(
+    request_id: RequestArg, reviewer: ReviewerOpt, comment: CommentOpt = "", as_json: JsonOpt = False
+) -> None:
+    """Approve a pending request (resumes the promote-model run that waits for it)."""
+    _decide(request_id, reviewer, "approve", comment, as_json)
+
+
+def reject(
+    request_id: RequestArg, reviewer: ReviewerOpt, comment: CommentOpt = "", as_json: JsonOpt = False
+) -> None:
+    """Reject a pending request: one rejection ends it."""
+    _decide(request_id, reviewer, "reject", comment, as_json)
+
+
+@approvals_app.command("request")
+def request_promotion(
+    name: NameArg,
+    ref: Annotated[str, typer.Argument(help="Version to move (REF).")],
+    stage: Annotated[str, typer.Option("--stage", help="Target stage.")],
+    reason: ReasonOpt = "",
+    policy_block: PolicyOpt = None,
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Open a request without a flow: gates are checked now, reviewers decide with `mlops approve`."""
+    from tasks.gates import evaluate_gate
+    from tasks.promotion import resolve_policy
+
+    with open_registry() as registry:
+        policy = resolve_policy(None, policy_block).for_stage(stage)
+        gates = [evaluate_gate(registry, name, ref, gate) for gate in policy.gates]
+        request = ApprovalStore(registry).open_request(
+            name, ref, stage, requested_by=actor or registry.actor, policy=policy, gates=gates, reason=reason
+        )
+    if as_json:
+        render.emit_json(request.to_dict())
+        return
+    say(f"request {request.id}: {name} version {request.version} → {stage}, {request.status}")
+    for gate in request.gates:
+        say(f"  gate {gate.name}: {'pass' if gate.passed else 'FAIL'} — {gate.detail}")
+
+
+@approvals_app.command("list")
+def list_requests(
+    pending: Annotated[
+        bool, typer.Option("--pending", help="Only requests that wait for reviewers.")
+    ] = False,
+    model: Annotated[str | None, typer.Option(help="Only this model's requests.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List approval requests, newest first."""
+    with open_registry() as registry:
+        requests = ApprovalStore(registry).list(status="pending" if pending else None, model=model)
+    if as_json:
+        render.emit_json([r.to_dict() for r in requests])
+    else:
+        render.console().print(_requests_table(requests))
+
+
+@approvals_app.command("show")
+def show_request(request_id: RequestArg, as_json: JsonOpt = False) -> None:
+    """Show one request: gates, reviewers, outcome."""
+    from tasks.promotion import promotion_markdown
+
+    with open_registry() as registry:
+        request = ApprovalStore(registry).get(request_id)
+    if as_json:
+        render.emit_json(request.to_dict())
+    else:
+        render.console().print(promotion_markdown(request), markup=False)
+
+
+@reviewers_app.command("add")
+def add_reviewer(
+    name: Annotated[str, typer.Argument(help="Reviewer name.")],
+    role: Annotated[list[str], typer.Option("--role", help="Role (repeatable), e.g. ml-lead.")],
+    actor: ActorOpt = None,
+) -> None:
+    """Register a reviewer with roles."""
+    with open_registry() as registry:
+        ApprovalStore(registry).set_reviewer(name, role, actor=actor)
+    say(f"reviewer {name}: {', '.join(role)}")
+
+
+@reviewers_app.command("list")
+def list_reviewers(as_json: JsonOpt = False) -> None:
+    """List reviewers and their roles."""
+    with open_registry() as registry:
+        found = ApprovalStore(registry).reviewers()
+    if as_json:
+        render.emit_json(found)
+        return
+    for name, roles in sorted(found.items()):
+        say(f"{name}: {', '.join(roles) or '-'}")
+
+
+def rollback(
+    name: NameArg,
+    stage: Annotated[str, typer.Option("--stage", help="Stage to roll back.")] = "production",
+    alias: Annotated[
+        str, typer.Option("--alias", help="Alias whose history names the previous version.")
+    ] = "champion",
+    reason: ReasonOpt = "",
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Return a stage and its alias to the version that held them before."""
+    from tasks.promotion import emit_rolled_back_event
+
+    with open_registry() as registry:
+        who = actor or registry.actor
+        done = registry.rollback(name, stage=stage, alias=alias, reason=reason, actor=who)
+    with contextlib.suppress(Exception):  # the rollback is done and audited; events need a Prefect API
+        emit_rolled_back_event(done, who)
+    if as_json:
+        render.emit_json(done.to_dict())
+        return
+    say(f"rolled back {name} {stage}: version {done.replaced_version} → version {done.restored_version}")
