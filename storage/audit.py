@@ -10,7 +10,6 @@ record commit together or not at all.
 
 Example:
     >>> from storage.db import Database
-from storage.errors import ValidationError
     >>> from storage.audit import AuditLog, append_entry
     >>> db = Database("sqlite:///:memory:")
     >>> with db.write() as conn:
