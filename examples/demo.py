@@ -13,10 +13,11 @@ from typing import Any
 
 from rich.console import Console
 
-from examples import registry_walkthrough
+from examples import promotion_walkthrough, registry_walkthrough
 
 STEPS: list[tuple[str, Callable[[], Any]]] = [
-    ("model registry: train, register, compare, promote, verify", registry_walkthrough.main),
+    ("model registry: train, register, compare, stage, verify", registry_walkthrough.main),
+    ("promotion: evidence gate, two reviewers, production + champion", promotion_walkthrough.main),
 ]
 
 

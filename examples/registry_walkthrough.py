@@ -2,9 +2,9 @@
 
 Two candidate models for breast-cancer diagnosis are trained on scikit-learn's
 bundled data, registered with their metrics, data hash and skops files,
-compared, and the winner is moved through staging to production with the
-``champion`` alias. Every artifact is then re-verified and the audit chain
-checked.
+compared, and the winner is moved to staging with the ``challenger`` alias
+(production needs reviewers: see ``examples/promotion_walkthrough.py``). Every
+artifact is then re-verified and the audit chain checked.
 
 Run it with ``python -m examples.registry_walkthrough`` (or ``make demo``).
 """
@@ -65,7 +65,7 @@ def train_candidate(kind: str, seed: int = 0) -> dict[str, Any]:
 
 @flow(name="registry-walkthrough")
 def registry_walkthrough() -> dict[str, Any]:
-    """Train two candidates, register both, promote the better one to production."""
+    """Train two candidates, register both, stage the better one as challenger."""
     numbers = []
     for kind in ("logistic", "boosting"):
         cand = train_candidate(kind)
@@ -84,16 +84,13 @@ def registry_walkthrough() -> dict[str, Any]:
         numbers.append(version.number)
     comparison = compare_model_versions(MODEL, numbers, primary="auc_roc", min_improvement=0.0)
     winner = comparison.winner if comparison.winner is not None else numbers[-1]
-    transition_version_stage(MODEL, winner, "staging", reason=comparison.reason)
-    promoted = transition_version_stage(
-        MODEL, winner, "production", reason="walk-through promotion", alias="champion"
-    )
+    staged = transition_version_stage(MODEL, winner, "staging", reason=comparison.reason, alias="challenger")
     report = verify_model_version(MODEL, winner)
     return {
         "versions": numbers,
         "winner": winner,
         "reason": comparison.reason,
-        "stage": promoted.stage,
+        "stage": staged.stage,
         "verified": report.ok,
     }
 
@@ -105,11 +102,11 @@ def main() -> dict[str, Any]:
     audit = AuditLog(registry.db).verify()
     print(f"registered versions {result['versions']} of {MODEL!r}")
     print(f"winner: version {result['winner']} ({result['reason']})")
-    print(f"production + champion: version {result['winner']}; artifacts verified: {result['verified']}")
+    print(f"staging + challenger: version {result['winner']}; artifacts verified: {result['verified']}")
     print(f"audit chain intact: {audit.ok} ({audit.checked} entries)")
     print(f"metadata database: {registry.db.url}")
     print(f"artifacts: {registry.artifacts.url}")
-    if not (result["verified"] and audit.ok and result["stage"] == "production"):
+    if not (result["verified"] and audit.ok and result["stage"] == "staging"):
         raise SystemExit("registry walk-through failed")
     return result
 

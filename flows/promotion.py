@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -50,10 +49,9 @@ def _wake_at_expiry(flow_run_id: str, seconds: float) -> threading.Timer:
     """Resume the paused run when the request expires, so it can close the request."""
 
     def wake() -> None:
-        for _ in range(20):
-            if resume_waiting_run(flow_run_id, "mlops") != "running":
+        for _ in range(12):
+            if resume_waiting_run(flow_run_id, "mlops", wait_seconds=5) != "running":
                 return
-            time.sleep(0.5)
 
     timer = threading.Timer(max(seconds, 0.0) + 0.5, wake)
     timer.daemon = True

@@ -52,6 +52,9 @@ def _decide(request_id: int, reviewer: str, decision: Decision, comment: str, as
         f"{request.required_approvals} approvals)")  # fmt: skip
     if run_state == "resumed":
         say(f"resumed the waiting promote-model run {request.flow_run_id}")
+    elif run_state == "unreachable":
+        say(f"promote-model run {request.flow_run_id} waits for this request but no Prefect API is "
+            "configured here (PREFECT_API_URL); it will see the decision when it next wakes")  # fmt: skip
 
 
 def approve(

@@ -13,8 +13,8 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import re
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
@@ -138,13 +138,15 @@ def prefect_api_configured() -> bool:
 
     Without one, Prefect would start a temporary server just to drop the event,
     so events and resumes are skipped (the change itself is stored and audited).
+    The temporary server that a flow in this process already started counts.
     """
     from prefect.context import FlowRunContext, TaskRunContext
+    from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL
 
-    return (
-        bool(PREFECT_API_URL.value()) or FlowRunContext.get() is not None or TaskRunContext.get() is not None
-    )
+    if PREFECT_API_URL.value() or FlowRunContext.get() is not None or TaskRunContext.get() is not None:
+        return True
+    return any(server.running for server in SubprocessASGIServer._instances.values())
 
 
 def emit_promoted_event(request: ApprovalRequest) -> None:
@@ -221,30 +223,38 @@ def publish_promotion_artifact(request: ApprovalRequest) -> None:
     )
 
 
-def resume_waiting_run(flow_run_id: str, reviewer: str) -> str:
+def resume_waiting_run(flow_run_id: str, reviewer: str, *, wait_seconds: float = 30.0) -> str:
     """Wake a paused ``promote-model`` run so it re-reads its request.
 
-    Returns ``resumed``, ``running`` (it will see the change by itself) or
-    ``gone`` (finished, or no Prefect API answers).
+    Returns ``resumed``; ``running`` (still busy after ``wait_seconds``);
+    ``ended`` (the run finished or crashed, or the server does not know it);
+    or ``unreachable`` (no Prefect API is configured here).
     """
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
     from prefect.flow_runs import resume_flow_run
 
     if not prefect_api_configured():
-        return "gone"
-    try:
-        with get_client(sync_client=True) as client:
-            state = client.read_flow_run(UUID(flow_run_id)).state
-        if state is not None and state.is_paused():
+        return "unreachable"
+    # A run between two pauses may not have seen the decision yet: wait until it
+    # pauses again (then wake it) or ends, so no decision is left unread.
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            with get_client(sync_client=True) as client:
+                state = client.read_flow_run(UUID(flow_run_id)).state
+        except ObjectNotFound:
+            return "ended"
+        if state is None or state.is_final():
+            return "ended"
+        if state.is_paused():
             resume_flow_run(
                 UUID(flow_run_id), run_input={"reviewer": reviewer, "decision": None, "comment": ""}
             )
             return "resumed"
-        if state is not None and not state.is_final():
+        if time.monotonic() >= deadline:
             return "running"
-    except Exception:  # no server, unknown run: the caller applies the decision itself
-        return "gone"
-    return "gone"
+        time.sleep(0.2)
 
 
 def decide(
@@ -254,15 +264,15 @@ def decide(
 
     When a ``promote-model`` run waits for the request it is resumed and
     applies the promotion itself; when none does (a request made from the CLI,
-    or a run that ended), an approved request is applied here.
+    or a run that ended), an approved request is applied here. A run that
+    cannot be reached (no Prefect API configured) applies it when it next
+    wakes, at the latest at the request's expiry.
     """
     request = store.decide(request_id, reviewer, decision, comment)
-    run_state = resume_waiting_run(request.flow_run_id, reviewer) if request.flow_run_id else "gone"
-    if request.status == APPROVED and run_state == "gone":
+    run_state = resume_waiting_run(request.flow_run_id, reviewer) if request.flow_run_id else "none"
+    if request.status == APPROVED and run_state in ("none", "ended"):
         request = store.apply(request_id, actor=reviewer)
-        # Events need a Prefect API; the promotion itself is done and audited either way.
-        with contextlib.suppress(Exception):
-            emit_promoted_event(request)
+        emit_promoted_event(request)
     return request, run_state
 
 

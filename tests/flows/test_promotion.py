@@ -128,6 +128,18 @@ def test_two_reviewers_approve_in_the_ui_and_the_version_is_promoted() -> None:
         e for e in events if e["resource"]["prefect.resource.id"] == "mlops.model-version.fraud.2"
     )
     assert sorted(promoted["payload"]["approved_by"]) == ["bo", "cy"]
+    summary_md = _artifact_markdown("promotion-fraud-v2")
+    assert "status**: promoted" in summary_md and "| bo | approve | metrics hold |" in summary_md
+    assert "| beats champion on auc_roc by >= 0.01 | pass |" in summary_md
+
+
+def _artifact_markdown(key: str) -> str:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    assert found, f"no artifact {key}"
+    return str(found[0].data)
 
 
 def test_self_approval_is_refused_and_others_still_can_approve() -> None:

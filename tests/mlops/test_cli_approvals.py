@@ -23,7 +23,7 @@ def test_request_approve_and_apply_without_a_flow() -> None:
     assert (request["status"], request["required_approvals"]) == ("pending", 2)
     assert [r["id"] for r in ok_json("approvals", "list", "--pending")] == [request["id"]]
     first = ok_json("approve", str(request["id"]), "--reviewer", "bo")
-    assert (first["status"], first["flow_run"]) == ("pending", "gone")
+    assert (first["status"], first["flow_run"]) == ("pending", "none")
     second = ok_json("approve", str(request["id"]), "--reviewer", "cy", "--comment", "fine")
     assert second["status"] == "promoted"
     assert registry.get_version("churn", "@champion").number == 1
