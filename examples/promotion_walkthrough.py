@@ -59,9 +59,14 @@ def main() -> dict[str, Any]:
     )
     reviewers.start()
     result = promote_model(
-        MODEL, str(challenger.number), "production", requested_by="ana",
-        reason="challenger won the comparison", policy=POLICY, poll_interval_seconds=1,
-    )  # fmt: skip
+        MODEL,
+        str(challenger.number),
+        "production",
+        requested_by="ana",
+        reason="challenger won the comparison",
+        policy=POLICY,
+        poll_interval_seconds=1,
+    )
     reviewers.join(60)
     champion = registry.get_version(MODEL, "@champion")
     audit = AuditLog(registry.db).verify()

@@ -75,14 +75,17 @@ def await_reviews(
         remaining = (request.expires_at - utcnow()).total_seconds()
         get_run_logger().info(
             "request %s waits for %s more approval(s); reviewers: open this run and choose Resume",
-            request.id, request.required_approvals - request.approvals,
-        )  # fmt: skip
+            request.id,
+            request.required_approvals - request.approvals,
+        )
         waker = _wake_at_expiry(run_id, remaining)
         try:
             review = pause_flow_run(
-                wait_for_input=ReviewInput, timeout=int(remaining) + 300,
-                poll_interval=poll_interval, key=f"review-{request.id}-{rounds}",
-            )  # fmt: skip
+                wait_for_input=ReviewInput,
+                timeout=int(remaining) + 300,
+                poll_interval=poll_interval,
+                key=f"review-{request.id}-{rounds}",
+            )
         finally:
             waker.cancel()
         rounds += 1
@@ -111,9 +114,16 @@ def promote_model(
     context = FlowRunContext.get()
     run_id = str(context.flow_run.id) if context and context.flow_run else None
     request = open_approval_request(
-        model, number, target_stage, requested_by=requested_by, reason=reason, policy=stage_policy,
-        gates=gates, flow_run_id=run_id, registry_block=registry_block,
-    )  # fmt: skip
+        model,
+        number,
+        target_stage,
+        requested_by=requested_by,
+        reason=reason,
+        policy=stage_policy,
+        gates=gates,
+        flow_run_id=run_id,
+        registry_block=registry_block,
+    )
     if request.status == GATES_FAILED:
         publish_promotion_artifact(request)
         raise GateFailedError(f"promotion of {model} version {number} stopped: {request.outcome}")

@@ -33,10 +33,15 @@ def _requests_table(requests: list[ApprovalRequest]) -> Table:
         table.add_column(column)
     for r in requests:
         table.add_row(
-            str(r.id), render.text(r.model), str(r.version), r.target_stage, r.status,
-            f"{r.approvals}/{r.required_approvals}", render.text(r.requested_by),
+            str(r.id),
+            render.text(r.model),
+            str(r.version),
+            r.target_stage,
+            r.status,
+            f"{r.approvals}/{r.required_approvals}",
+            render.text(r.requested_by),
             f"{r.expires_at:%Y-%m-%d %H:%M}" if r.expires_at else "-",
-        )  # fmt: skip
+        )
     return table
 
 
@@ -48,13 +53,17 @@ def _decide(request_id: int, reviewer: str, decision: Decision, comment: str, as
     if as_json:
         render.emit_json(request.to_dict() | {"flow_run": run_state})
         return
-    say(f"{reviewer} {decision}d request {request.id}: {request.status} ({request.approvals}/"
-        f"{request.required_approvals} approvals)")  # fmt: skip
+    say(
+        f"{reviewer} {decision}d request {request.id}: {request.status} ({request.approvals}/"
+        f"{request.required_approvals} approvals)"
+    )
     if run_state == "resumed":
         say(f"resumed the waiting promote-model run {request.flow_run_id}")
     elif run_state == "unreachable":
-        say(f"promote-model run {request.flow_run_id} waits for this request but no Prefect API is "
-            "configured here (PREFECT_API_URL); it will see the decision when it next wakes")  # fmt: skip
+        say(
+            f"promote-model run {request.flow_run_id} waits for this request but no Prefect API is "
+            "configured here (PREFECT_API_URL); it will see the decision when it next wakes"
+        )
 
 
 def approve(

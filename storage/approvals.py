@@ -116,8 +116,15 @@ class ApprovalStore:
             conn.execute(
                 t.reviewers.insert().values(name=name, roles=list(roles), added_by=who, added_at=t.utcnow())
             )
-            append_entry(conn, actor=who, action="reviewer.set", entity_type="reviewer", entity_id=name,
-                         before={"roles": old}, after={"roles": list(roles)})  # fmt: skip
+            append_entry(
+                conn,
+                actor=who,
+                action="reviewer.set",
+                entity_type="reviewer",
+                entity_id=name,
+                before={"roles": old},
+                after={"roles": list(roles)},
+            )
 
     def reviewers(self) -> dict[str, list[str]]:
         """Every registered reviewer and their roles."""
@@ -152,24 +159,54 @@ class ApprovalStore:
             version_id = self.registry._version_id(conn, model_id, model, version)
             number, stage = conn.execute(sa.select(mv.number, mv.stage).where(mv.id == version_id)).one()
             self.registry.check_transition(model, number, stage, target_stage)
-            request_id = inserted_id(conn, t.approval_requests.insert().values(
-                model_id=model_id, version_id=version_id, target_stage=target_stage,
-                requested_by=requested_by, reason=reason, required_approvals=policy.required_approvals,
-                allowed_roles=list(policy.allowed_roles), alias=policy.alias,
-                allow_self_approval=policy.allow_self_approval, status=status, outcome=outcome,
-                flow_run_id=flow_run_id, created_at=now,
-                expires_at=now + timedelta(hours=policy.expiry_hours),
-                decided_at=now if failed else None,
-            ))  # fmt: skip
+            request_id = inserted_id(
+                conn,
+                t.approval_requests.insert().values(
+                    model_id=model_id,
+                    version_id=version_id,
+                    target_stage=target_stage,
+                    requested_by=requested_by,
+                    reason=reason,
+                    required_approvals=policy.required_approvals,
+                    allowed_roles=list(policy.allowed_roles),
+                    alias=policy.alias,
+                    allow_self_approval=policy.allow_self_approval,
+                    status=status,
+                    outcome=outcome,
+                    flow_run_id=flow_run_id,
+                    created_at=now,
+                    expires_at=now + timedelta(hours=policy.expiry_hours),
+                    decided_at=now if failed else None,
+                ),
+            )
             if gates:
-                conn.execute(t.gate_results.insert(), [
-                    {"request_id": request_id, "name": g.name, "passed": g.passed, "detail": g.detail,
-                     "at": now} for g in gates
-                ])  # fmt: skip
-            append_entry(conn, actor=requested_by, action="approval.request", entity_type="approval_request",
-                         entity_id=str(request_id),
-                         after={"model": model, "version": number, "stage": target_stage, "status": status,
-                                "gates": {g.name: g.passed for g in gates}})  # fmt: skip
+                conn.execute(
+                    t.gate_results.insert(),
+                    [
+                        {
+                            "request_id": request_id,
+                            "name": g.name,
+                            "passed": g.passed,
+                            "detail": g.detail,
+                            "at": now,
+                        }
+                        for g in gates
+                    ],
+                )
+            append_entry(
+                conn,
+                actor=requested_by,
+                action="approval.request",
+                entity_type="approval_request",
+                entity_id=str(request_id),
+                after={
+                    "model": model,
+                    "version": number,
+                    "stage": target_stage,
+                    "status": status,
+                    "gates": {g.name: g.passed for g in gates},
+                },
+            )
         return self.get(request_id)
 
     def decide(
@@ -221,8 +258,14 @@ class ApprovalStore:
                 status, outcome = APPROVED, f"{approvals} of {req.required_approvals} approvals"
             if status != PENDING:
                 self._finish(conn, request_id, status, outcome, reviewer)
-            append_entry(conn, actor=reviewer, action=f"approval.{decision}", entity_type="approval_request",
-                         entity_id=str(request_id), after={"comment": comment, "status": status})  # fmt: skip
+            append_entry(
+                conn,
+                actor=reviewer,
+                action=f"approval.{decision}",
+                entity_type="approval_request",
+                entity_id=str(request_id),
+                after={"comment": comment, "status": status},
+            )
             return self._load(conn, request_id)
 
     def _check_reviewer(self, conn: Connection, req: Any, reviewer: str) -> None:
@@ -252,8 +295,14 @@ class ApprovalStore:
         expires = req.expires_at
         if req.status == PENDING and expires is not None and t.utcnow() >= expires:
             self._finish(conn, req.id, EXPIRED, f"expired at {expires.isoformat()}", "mlops")
-            append_entry(conn, actor="mlops", action="approval.expire", entity_type="approval_request",
-                         entity_id=str(req.id), after={"status": EXPIRED})  # fmt: skip
+            append_entry(
+                conn,
+                actor="mlops",
+                action="approval.expire",
+                entity_type="approval_request",
+                entity_id=str(req.id),
+                after={"status": EXPIRED},
+            )
             return EXPIRED
         return str(req.status)
 
@@ -269,13 +318,27 @@ class ApprovalStore:
                 ).scalar_one()
                 number = self.registry._number(conn, req.version_id)
                 self.registry.move_stage(
-                    conn, model, number, req.target_stage, actor=actor, alias=req.alias,
+                    conn,
+                    model,
+                    number,
+                    req.target_stage,
+                    actor=actor,
+                    alias=req.alias,
                     reason=f"approval request {request_id}: {req.reason}".rstrip(": "),
-                )  # fmt: skip
-                conn.execute(t.approval_requests.update().where(t.approval_requests.c.id == request_id)
-                             .values(status=PROMOTED))  # fmt: skip
-                append_entry(conn, actor=actor, action="approval.apply", entity_type="approval_request",
-                             entity_id=str(request_id), after={"status": PROMOTED})  # fmt: skip
+                )
+                conn.execute(
+                    t.approval_requests.update()
+                    .where(t.approval_requests.c.id == request_id)
+                    .values(status=PROMOTED)
+                )
+                append_entry(
+                    conn,
+                    actor=actor,
+                    action="approval.apply",
+                    entity_type="approval_request",
+                    entity_id=str(request_id),
+                    after={"status": PROMOTED},
+                )
         except TransitionError as exc:
             if "not approved" in str(exc):
                 raise
@@ -286,8 +349,14 @@ class ApprovalStore:
     def _fail(self, request_id: int, why: str, actor: str) -> None:
         with self.db.write() as conn:
             self._finish(conn, request_id, FAILED, why, actor)
-            append_entry(conn, actor=actor, action="approval.fail", entity_type="approval_request",
-                         entity_id=str(request_id), after={"status": FAILED, "why": why})  # fmt: skip
+            append_entry(
+                conn,
+                actor=actor,
+                action="approval.fail",
+                entity_type="approval_request",
+                entity_id=str(request_id),
+                after={"status": FAILED, "why": why},
+            )
 
     def _finish(self, conn: Connection, request_id: int, status: str, outcome: str, actor: str) -> None:
         conn.execute(
@@ -350,10 +419,22 @@ class ApprovalStore:
             )
         ]
         return ApprovalRequest(
-            id=row.id, model=row.model, version=row.number, target_stage=row.target_stage,
-            requested_by=row.requested_by, reason=row.reason, required_approvals=row.required_approvals,
-            allowed_roles=list(row.allowed_roles), allow_self_approval=row.allow_self_approval,
-            alias=row.alias, status=row.status, outcome=row.outcome,
-            flow_run_id=row.flow_run_id, created_at=row.created_at, expires_at=row.expires_at,
-            decided_at=row.decided_at, gates=gates, decisions=decisions,
-        )  # fmt: skip
+            id=row.id,
+            model=row.model,
+            version=row.number,
+            target_stage=row.target_stage,
+            requested_by=row.requested_by,
+            reason=row.reason,
+            required_approvals=row.required_approvals,
+            allowed_roles=list(row.allowed_roles),
+            allow_self_approval=row.allow_self_approval,
+            alias=row.alias,
+            status=row.status,
+            outcome=row.outcome,
+            flow_run_id=row.flow_run_id,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            decided_at=row.decided_at,
+            gates=gates,
+            decisions=decisions,
+        )

@@ -76,9 +76,13 @@ def _champion_gate(registry: Registry, model: str, number: int, gate: ChampionGa
     if champion == number:
         return GateOutcome(gate.name, True, f"version {number} is already the {gate.alias}")
     result = registry.compare(
-        model, [number], primary=gate.metric, direction=gate.direction,
-        min_improvement=gate.min_improvement, baseline=champion,
-    )  # fmt: skip
+        model,
+        [number],
+        primary=gate.metric,
+        direction=gate.direction,
+        min_improvement=gate.min_improvement,
+        baseline=champion,
+    )
     return GateOutcome(gate.name, result.winner == number, result.reason)
 
 

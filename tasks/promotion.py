@@ -96,9 +96,15 @@ def open_approval_request(
 ) -> ApprovalRequest:
     """Store the request with its gate results."""
     return approval_store(registry_block).open_request(
-        model, version, target_stage, requested_by=requested_by, policy=policy, gates=gates,
-        reason=reason, flow_run_id=flow_run_id,
-    )  # fmt: skip
+        model,
+        version,
+        target_stage,
+        requested_by=requested_by,
+        policy=policy,
+        gates=gates,
+        reason=reason,
+        flow_run_id=flow_run_id,
+    )
 
 
 @task(name="refresh-approval-request")

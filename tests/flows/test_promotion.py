@@ -37,8 +37,13 @@ class Reviewers(threading.Thread):
                 run_id, state_id = self._wait_for_pause(store, seen)
                 seen.add(state_id)
                 if self.via_cli:
-                    decide(store, store.list(model=self.model)[0].id, data["reviewer"], data["decision"],
-                           data.get("comment", ""))  # fmt: skip
+                    decide(
+                        store,
+                        store.list(model=self.model)[0].id,
+                        data["reviewer"],
+                        data["decision"],
+                        data.get("comment", ""),
+                    )
                 else:
                     resume_flow_run(run_id, run_input=data)
         except BaseException as exc:  # reported by the test
@@ -100,13 +105,23 @@ def test_two_reviewers_approve_in_the_ui_and_the_version_is_promoted() -> None:
     for number in (1, 2):
         registry.transition_stage("fraud", number, "staging")
     registry.transition_stage("fraud", 1, "production", alias="champion")
-    reviewers = Reviewers("fraud", [
-        {"reviewer": "bo", "decision": "approve", "comment": "metrics hold"},
-        {"reviewer": "cy", "decision": "approve", "comment": "ok"},
-    ])  # fmt: skip
+    reviewers = Reviewers(
+        "fraud",
+        [
+            {"reviewer": "bo", "decision": "approve", "comment": "metrics hold"},
+            {"reviewer": "cy", "decision": "approve", "comment": "ok"},
+        ],
+    )
     reviewers.start()
-    result = promote_model("fraud", "2", "production", requested_by="ana", reason="better auc",
-                           policy=PRODUCTION, poll_interval_seconds=1)  # fmt: skip
+    result = promote_model(
+        "fraud",
+        "2",
+        "production",
+        requested_by="ana",
+        reason="better auc",
+        policy=PRODUCTION,
+        poll_interval_seconds=1,
+    )
     reviewers.join(30)
     assert not reviewers.errors
     assert result["status"] == "promoted" and result["approvals"] == 2
@@ -119,8 +134,15 @@ def test_two_reviewers_approve_in_the_ui_and_the_version_is_promoted() -> None:
     audit = AuditLog(registry.db)
     actions = [e.action for e in audit.entries(limit=1000)]
     tail = actions[actions.index("approval.request") :]
-    assert tail == ["approval.request", "approval.approve", "approval.approve", "version.stage", "version.stage",
-                    "alias.move", "approval.apply"]  # fmt: skip
+    assert tail == [
+        "approval.request",
+        "approval.approve",
+        "approval.approve",
+        "version.stage",
+        "version.stage",
+        "alias.move",
+        "approval.apply",
+    ]
     assert audit.verify().ok
     events = _events("mlops.model.promoted")
     assert any(e["resource"]["prefect.resource.id"] == "mlops.model-version.fraud.2" for e in events)
@@ -144,10 +166,13 @@ def _artifact_markdown(key: str) -> str:
 
 def test_self_approval_is_refused_and_others_still_can_approve() -> None:
     registry = _registry_with_versions(0.9)
-    reviewers = Reviewers("fraud", [
-        {"reviewer": "ana", "decision": "approve"},
-        {"reviewer": "bo", "decision": "approve"},
-    ])  # fmt: skip
+    reviewers = Reviewers(
+        "fraud",
+        [
+            {"reviewer": "ana", "decision": "approve"},
+            {"reviewer": "bo", "decision": "approve"},
+        ],
+    )
     reviewers.start()
     result = promote_model("fraud", "1", "staging", requested_by="ana", poll_interval_seconds=1)
     reviewers.join(30)
@@ -159,10 +184,13 @@ def test_self_approval_is_refused_and_others_still_can_approve() -> None:
 def test_one_rejection_ends_the_request() -> None:
     registry = _registry_with_versions(0.9)
     registry.transition_stage("fraud", 1, "staging")
-    reviewers = Reviewers("fraud", [
-        {"reviewer": "bo", "decision": "approve"},
-        {"reviewer": "cy", "decision": "reject", "comment": "bias report pending"},
-    ])  # fmt: skip
+    reviewers = Reviewers(
+        "fraud",
+        [
+            {"reviewer": "bo", "decision": "approve"},
+            {"reviewer": "cy", "decision": "reject", "comment": "bias report pending"},
+        ],
+    )
     reviewers.start()
     result = promote_model("fraud", "1", "production", requested_by="ana", poll_interval_seconds=1)
     reviewers.join(30)
@@ -208,10 +236,14 @@ def test_failed_gate_stops_before_any_reviewer_is_asked(gate: Any, message: str)
 def test_cli_decisions_resume_the_waiting_run() -> None:
     registry = _registry_with_versions(0.93)
     registry.transition_stage("fraud", 1, "staging")
-    reviewers = Reviewers("fraud", [
-        {"reviewer": "bo", "decision": "approve"},
-        {"reviewer": "cy", "decision": "approve"},
-    ], via_cli=True)  # fmt: skip
+    reviewers = Reviewers(
+        "fraud",
+        [
+            {"reviewer": "bo", "decision": "approve"},
+            {"reviewer": "cy", "decision": "approve"},
+        ],
+        via_cli=True,
+    )
     reviewers.start()
     result = promote_model("fraud", "1", "production", requested_by="ana", poll_interval_seconds=1)
     reviewers.join(30)

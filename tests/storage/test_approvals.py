@@ -65,8 +65,9 @@ def test_rejection_ends_and_later_decisions_are_refused(store: ApprovalStore) ->
 
 
 def test_expiry(store: ApprovalStore) -> None:
-    req = store.open_request("fraud", 1, "production", requested_by="ana", gates=[],
-                             policy=StagePolicy(expiry_hours=0.5 / 3600))  # fmt: skip
+    req = store.open_request(
+        "fraud", 1, "production", requested_by="ana", gates=[], policy=StagePolicy(expiry_hours=0.5 / 3600)
+    )
     time.sleep(0.7)
     with pytest.raises(TransitionError, match="is expired"):
         store.decide(req.id, "bo", "approve")
@@ -78,8 +79,14 @@ def test_illegal_move_and_failed_gates(store: ApprovalStore) -> None:
     with pytest.raises(TransitionError, match="from development to production"):
         store.open_request("fraud", 3, "production", requested_by="ana", policy=PROD, gates=[])
     assert store.list() == []
-    req = store.open_request("fraud", 1, "production", requested_by="ana", policy=PROD,
-                             gates=[GateOutcome("auc >= 0.9", False, "version 1 has auc 0.8")])  # fmt: skip
+    req = store.open_request(
+        "fraud",
+        1,
+        "production",
+        requested_by="ana",
+        policy=PROD,
+        gates=[GateOutcome("auc >= 0.9", False, "version 1 has auc 0.8")],
+    )
     assert req.status == "gates_failed" and "gate 'auc >= 0.9' failed" in req.outcome
     with pytest.raises(TransitionError):
         store.decide(req.id, "bo", "approve")
