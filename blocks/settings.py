@@ -35,6 +35,11 @@ class MlopsSettings(BaseSettings):
             (``MLOPS_ARTIFACT_ROOT``); ``home/artifacts`` when unset.
         user: Name recorded as the actor of changes (``MLOPS_USER``); the
             login name when unset.
+        feature_root: Folder of the offline feature store's Parquet files
+            (``MLOPS_FEATURE_ROOT``); ``home/features`` when unset.
+        online_store_url: Online feature store (``MLOPS_ONLINE_STORE_URL``):
+            ``sqlite:///path`` or ``redis://host:port/db``; SQLite at
+            ``home/online.db`` when unset.
     """
 
     model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore")
@@ -43,6 +48,8 @@ class MlopsSettings(BaseSettings):
     database_url: str | None = None
     artifact_root: str | None = None
     user: str | None = None
+    feature_root: str | None = None
+    online_store_url: str | None = None
 
     def resolved_home(self) -> Path:
         """The home folder as an absolute path (not created)."""
@@ -59,6 +66,18 @@ class MlopsSettings(BaseSettings):
         if self.artifact_root:
             return self.artifact_root
         return str(self.resolved_home() / "artifacts")
+
+    def resolved_feature_root(self) -> str:
+        """The offline feature store folder, defaulting to ``home/features``."""
+        if self.feature_root:
+            return self.feature_root
+        return str(self.resolved_home() / "features")
+
+    def resolved_online_store_url(self) -> str:
+        """The online feature store URL, defaulting to SQLite at ``home/online.db``."""
+        if self.online_store_url:
+            return self.online_store_url
+        return f"sqlite:///{self.resolved_home() / 'online.db'}"
 
     def resolved_user(self) -> str:
         """The actor name recorded in the audit log."""
