@@ -35,6 +35,14 @@ from storage.errors import ValidationError
 from storage.schema import audit_head, audit_log, utcnow
 
 GENESIS_HASH = "0" * 64
+_HEAD_FOR_UPDATE = (
+    sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
+)
+_MOVE_HEAD = (
+    audit_head.update()
+    .where(audit_head.c.id == 1)
+    .values(seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"))
+)
 
 
 @dataclass(frozen=True)
@@ -108,28 +116,25 @@ def append_entry(
     after: Any = None,
 ) -> int:
     """Append one entry inside the caller's write transaction; returns its ``seq``."""
-    head = conn.execute(
-        sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
-    ).one()
+    head = conn.execute(_HEAD_FOR_UPDATE).one()
     seq = head.seq + 1
     at = utcnow().isoformat(timespec="microseconds")
     before_s, after_s = _canonical(before), _canonical(after)
     digest = entry_hash(seq, at, actor, action, entity_type, entity_id, before_s, after_s, head.hash)
-    conn.execute(
-        audit_log.insert().values(
-            seq=seq,
-            at=at,
-            actor=actor,
-            action=action,
-            entity_type=entity_type,
-            entity_id=entity_id,
-            before=before_s,
-            after=after_s,
-            prev_hash=head.hash,
-            hash=digest,
-        )
-    )
-    conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=digest))
+    row = {
+        "seq": seq,
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "before": before_s,
+        "after": after_s,
+        "prev_hash": head.hash,
+        "hash": digest,
+    }
+    conn.execute(audit_log.insert(), row)
+    conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": digest})
     return seq
 
 

@@ -86,9 +86,9 @@ def make_engine(url: str, *, immediate: bool = False) -> Engine:
     return sa.create_engine(parsed, pool_pre_ping=True)
 
 
-def inserted_id(conn: Connection, statement: sa.Insert) -> int:
-    """Execute an INSERT and return the new row's integer primary key."""
-    key = conn.execute(statement).inserted_primary_key
+def inserted_id(conn: Connection, statement: sa.Insert, values: dict[str, Any] | None = None) -> int:
+    """Execute an INSERT (with ``values`` as parameters) and return the new integer primary key."""
+    key = conn.execute(statement, values).inserted_primary_key
     if key is None:  # pragma: no cover - every table here has an integer key
         raise RuntimeError("the insert returned no primary key")
     return int(key[0])

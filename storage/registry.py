@@ -40,6 +40,7 @@ from storage.errors import AlreadyExistsError, NotFoundError, ValidationError
 from storage.lifecycle import LifecycleMixin
 from storage.records import (
     FRAMEWORKS,
+    Artifact,
     ArtifactCheck,
     Model,
     ModelVersion,
@@ -64,6 +65,30 @@ _KINDS = {
     ".pkl": "model",
     ".bin": "model",
 }
+
+_MODEL_HEAD_LOCKED = (
+    sa.select(t.models.c.id, t.models.c.last_number)
+    .where(t.models.c.name == sa.bindparam("name"))
+    .with_for_update()
+)
+_MV = t.model_versions.c
+_LATEST_SEMVER = (
+    sa.select(_MV.semver_major, _MV.semver_minor, _MV.semver_patch, _MV.semver_pre)
+    .where(_MV.model_id == sa.bindparam("model_id"))
+    .order_by(
+        _MV.semver_major.desc(),
+        _MV.semver_minor.desc(),
+        _MV.semver_patch.desc(),
+        sa.case((_MV.semver_pre == "", 1), else_=0).desc(),
+        _MV.semver_pre.desc(),
+    )
+    .limit(1)
+)
+_TOUCH_MODEL = (
+    t.models.update()
+    .where(t.models.c.id == sa.bindparam("model_id"))
+    .values(updated_at=sa.bindparam("now"), last_number=sa.bindparam("number"))
+)
 
 __all__ = ["MetricFilter", "Registry", "parse_metric_filter"]
 
@@ -226,7 +251,8 @@ class Registry(LifecycleMixin):
         if (dataset_uri is None) != (dataset_hash is None):
             raise ValidationError("dataset_uri and dataset_hash must be given together")
         sources = {validate_artifact_name(name): src for name, src in (artifacts or {}).items()}
-        self._precheck(model, explicit, parent_version)
+        if sources:  # nothing to leave behind otherwise: the transaction checks it all
+            self._precheck(model, explicit, parent_version)
         refs = self._store_artifacts(sources)
         row = {
             "framework": framework,
@@ -294,67 +320,58 @@ class Registry(LifecycleMixin):
         actor: str,
     ) -> ModelVersion:
         now = t.utcnow()
-        mv = t.model_versions.c
         with self.db.write() as conn:
-            model_id = self._model_id(conn, model, lock=True)
+            head = conn.execute(_MODEL_HEAD_LOCKED, {"name": model}).first()
+            if head is None:
+                raise NotFoundError(f"model {model!r} does not exist")
+            model_id, number = head[0], head[1] + 1
             if IDEMPOTENCY_TAG in tags:
                 done = self._version_with_tag(conn, model_id, IDEMPOTENCY_TAG, tags[IDEMPOTENCY_TAG])
                 if done is not None:
                     return self._versions(conn, [done])[0]
-            number = (
-                conn.execute(sa.select(sa.func.max(mv.number)).where(mv.model_id == model_id)).scalar() or 0
-            ) + 1
             if explicit is not None:
                 version = explicit
                 self._refuse_taken_semver(conn, model_id, model, version)
             else:
                 version = self._latest_semver(conn, model_id).bump(bump)
             parent_id = self._version_id(conn, model_id, model, parent) if parent is not None else None
+            parent_number = self._number(conn, parent_id) if parent_id is not None else None
             dataset_id = self._dataset_id(conn, *dataset, now=now) if dataset else None
-            version_id = inserted_id(
-                conn,
-                t.model_versions.insert().values(
-                    model_id=model_id,
-                    number=number,
-                    semver=str(version),
-                    semver_major=version.major,
-                    semver_minor=version.minor,
-                    semver_patch=version.patch,
-                    semver_pre=version.pre,
-                    stage="development",
-                    dataset_id=dataset_id,
-                    parent_version_id=parent_id,
-                    created_by=actor,
-                    created_at=now,
-                    stage_updated_at=now,
-                    **row,
-                ),
-            )
+            values = {
+                **row,
+                "model_id": model_id,
+                "number": number,
+                "semver": str(version),
+                "semver_major": version.major,
+                "semver_minor": version.minor,
+                "semver_patch": version.patch,
+                "semver_pre": version.pre,
+                "stage": "development",
+                "dataset_id": dataset_id,
+                "parent_version_id": parent_id,
+                "created_by": actor,
+                "created_at": now,
+                "stage_updated_at": now,
+            }
+            version_id = inserted_id(conn, t.model_versions.insert(), values)
             if metrics:
-                conn.execute(
-                    t.version_metrics.insert(),
-                    [{"version_id": version_id, "key": k, "value": v} for k, v in metrics.items()],
-                )
+                rows = [
+                    {"version_id": version_id, "key": k, "value": v, "exact": repr(v)}
+                    for k, v in metrics.items()
+                ]
+                conn.execute(t.version_metrics.insert(), rows)
             if tags:
-                conn.execute(
-                    t.version_tags.insert(),
-                    [{"version_id": version_id, "key": k, "value": v} for k, v in tags.items()],
-                )
-            if refs:
+                rows = [{"version_id": version_id, "key": k, "value": v} for k, v in tags.items()]
+                conn.execute(t.version_tags.insert(), rows)
+            artifacts = [
+                Artifact(name, _artifact_kind(name), ref.sha256, ref.size) for name, ref in refs.items()
+            ]
+            if artifacts:
                 conn.execute(
                     t.version_artifacts.insert(),
-                    [
-                        {
-                            "version_id": version_id,
-                            "name": name,
-                            "kind": _artifact_kind(name),
-                            "sha256": ref.sha256,
-                            "size": ref.size,
-                        }
-                        for name, ref in refs.items()
-                    ],
+                    [{"version_id": version_id, **a.to_dict()} for a in artifacts],
                 )
-            conn.execute(t.models.update().where(t.models.c.id == model_id).values(updated_at=now))
+            conn.execute(_TOUCH_MODEL, {"model_id": model_id, "now": now, "number": number})
             append_entry(
                 conn,
                 actor=actor,
@@ -369,7 +386,31 @@ class Registry(LifecycleMixin):
                     "dataset": list(dataset) if dataset else None,
                 },
             )
-        return self.get_version(model, number)
+        # Everything the new version holds is at hand: no need to read it back.
+        return ModelVersion(
+            id=version_id,
+            model=model,
+            number=number,
+            semver=str(version),
+            stage="development",
+            framework=row["framework"],
+            description=row["description"],
+            changelog=row["changelog"],
+            metrics=dict(metrics),
+            hyperparameters=row["hyperparameters"],
+            tags=dict(tags),
+            signature=row["signature"],
+            extra=row["extra"],
+            dataset_uri=dataset[0] if dataset else None,
+            dataset_hash=dataset[1] if dataset else None,
+            code_version=row["code_version"],
+            flow_run_id=row["flow_run_id"],
+            parent_version=parent_number,
+            created_by=actor,
+            created_at=now,
+            stage_updated_at=now,
+            artifacts=tuple(sorted(artifacts, key=lambda a: a.name)),
+        )
 
     def _version_with_tag(self, conn: Connection, model_id: int, key: str, value: str) -> int | None:
         vt, mv = t.version_tags.c, t.model_versions.c
@@ -381,19 +422,7 @@ class Registry(LifecycleMixin):
         return None if found is None else int(found)
 
     def _latest_semver(self, conn: Connection, model_id: int) -> SemVer:
-        mv = t.model_versions.c
-        row = conn.execute(
-            sa.select(mv.semver_major, mv.semver_minor, mv.semver_patch, mv.semver_pre)
-            .where(mv.model_id == model_id)
-            .order_by(
-                mv.semver_major.desc(),
-                mv.semver_minor.desc(),
-                mv.semver_patch.desc(),
-                sa.case((mv.semver_pre == "", 1), else_=0).desc(),
-                mv.semver_pre.desc(),
-            )
-            .limit(1)
-        ).first()
+        row = conn.execute(_LATEST_SEMVER, {"model_id": model_id}).first()
         return SemVer(*row) if row else SemVer(0, 0, 0)
 
     def _dataset_id(self, conn: Connection, uri: str, content_hash: str, *, now: Any) -> int:

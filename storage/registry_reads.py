@@ -7,10 +7,9 @@ semantic version (``"1.4.0"`` / ``"v1.4.0"``), an alias (``"@champion"`` or
 
 from __future__ import annotations
 
-import operator
 import re
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,20 +20,12 @@ from storage import schema as t
 from storage.db import Database
 from storage.errors import NotFoundError, ValidationError
 from storage.records import STAGES, AliasMove, Artifact, Model, ModelVersion, Page, StageMove
+from storage.version_query import VersionQueries, to_version
 
 VersionRef = int | str
 _SEMVER_LIKE = re.compile(r"^v?\d+\.\d+\.\d+")
 _VERSIONISH = re.compile(r"^v?\d+(\.\d*)+$")
 _FILTER = re.compile(r"^\s*([A-Za-z0-9_.\-/]+)\s*(>=|<=|==|!=|>|<|=)\s*(\S+)\s*$")
-_OPS: dict[str, Callable[[Any, Any], Any]] = {
-    ">=": operator.ge,
-    "<=": operator.le,
-    ">": operator.gt,
-    "<": operator.lt,
-    "==": operator.eq,
-    "=": operator.eq,
-    "!=": operator.ne,
-}
 
 
 @dataclass(frozen=True)
@@ -64,6 +55,18 @@ def parse_metric_filter(text: str) -> MetricFilter:
     return MetricFilter(key, op, value)
 
 
+_QUERIES: dict[str, VersionQueries] = {}
+_MODEL_ID = sa.select(t.models.c.id).where(t.models.c.name == sa.bindparam("name"))
+_MODEL_ID_LOCKED = _MODEL_ID.with_for_update()
+
+
+def queries_for(dialect: str) -> VersionQueries:
+    """The prebuilt version statements of one dialect (built once per process)."""
+    if dialect not in _QUERIES:
+        _QUERIES[dialect] = VersionQueries(dialect)
+    return _QUERIES[dialect]
+
+
 def _token(value: str | None) -> int | None:
     if value is None:
         return None
@@ -78,13 +81,11 @@ class RegistryReads:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.queries = queries_for(db.dialect)
 
     # ------------------------------------------------------------ resolution
     def _model_id(self, conn: Connection, name: str, *, lock: bool = False) -> int:
-        query = sa.select(t.models.c.id).where(t.models.c.name == name)
-        if lock:
-            query = query.with_for_update()
-        found = conn.execute(query).scalar()
+        found = conn.execute(_MODEL_ID_LOCKED if lock else _MODEL_ID, {"name": name}).scalar()
         if found is None:
             raise NotFoundError(f"model {name!r} does not exist")
         return int(found)
@@ -218,77 +219,40 @@ class RegistryReads:
     # -------------------------------------------------------------- versions
     def get_version(self, model: str, version: VersionRef) -> ModelVersion:
         """One version by number, semver, alias, ``latest`` or stage."""
+        statement, params = self._lookup(model, version)
         with self.db.read() as conn:
-            model_id = self._model_id(conn, model)
-            version_id = self._version_id(conn, model_id, model, version)
-            return self._versions(conn, [version_id])[0]
+            row = conn.execute(statement, params).first()
+            if row is None:  # say precisely what is missing (raises)
+                model_id = self._model_id(conn, model)
+                return self._versions(conn, [self._version_id(conn, model_id, model, version)])[0]
+        return to_version(row)
+
+    def _lookup(self, model: str, ref: VersionRef) -> tuple[sa.Select[Any], dict[str, Any]]:
+        """The one statement that reads ``ref`` of ``model``, and its parameters."""
+        q = self.queries
+        if isinstance(ref, bool):
+            raise ValidationError(f"version {ref!r} is not a version number, semver or alias")
+        text = str(ref).strip()
+        if isinstance(ref, int) or text.isdigit():
+            return q.by_number, {"model": model, "number": int(ref)}
+        if text == "latest":
+            return q.latest, {"model": model}
+        if text in STAGES:
+            return q.latest_in_stage, {"model": model, "stage": text}
+        if _VERSIONISH.match(text) and not _SEMVER_LIKE.match(text):
+            raise ValidationError(
+                f"version {text!r} is malformed: use a number (3), a semantic version (1.4.0), "
+                "an alias (@champion), 'latest' or a stage"
+            )
+        if _SEMVER_LIKE.match(text):
+            return q.by_semver, {"model": model, "semver": text.removeprefix("v")}
+        return q.by_alias, {"model": model, "alias": text.removeprefix("@")}
 
     def _versions(self, conn: Connection, ids: Sequence[int]) -> list[ModelVersion]:
+        """Whole versions by id, in the order of ``ids``."""
         if not ids:
             return []
-        mv = t.model_versions.c
-        parent = t.model_versions.alias("parent")
-        rows = conn.execute(
-            sa.select(
-                t.model_versions,
-                t.models.c.name.label("model_name"),
-                t.datasets.c.uri.label("dataset_uri"),
-                t.datasets.c.content_hash.label("dataset_hash"),
-                parent.c.number.label("parent_number"),
-            )
-            .join(t.models, t.models.c.id == mv.model_id)
-            .outerjoin(t.datasets, t.datasets.c.id == mv.dataset_id)
-            .outerjoin(parent, parent.c.id == mv.parent_version_id)
-            .where(mv.id.in_(ids))
-        ).all()
-        metrics: dict[int, dict[str, float]] = defaultdict(dict)
-        for r in conn.execute(sa.select(t.version_metrics).where(t.version_metrics.c.version_id.in_(ids))):
-            metrics[r.version_id][r.key] = r.value
-        tags: dict[int, dict[str, str]] = defaultdict(dict)
-        for r in conn.execute(sa.select(t.version_tags).where(t.version_tags.c.version_id.in_(ids))):
-            tags[r.version_id][r.key] = r.value
-        arts: dict[int, list[Artifact]] = defaultdict(list)
-        for r in conn.execute(
-            sa.select(t.version_artifacts)
-            .where(t.version_artifacts.c.version_id.in_(ids))
-            .order_by(t.version_artifacts.c.name)
-        ):
-            arts[r.version_id].append(Artifact(r.name, r.kind, r.sha256, r.size))
-        aliases: dict[int, list[str]] = defaultdict(list)
-        for r in conn.execute(
-            sa.select(t.aliases.c.version_id, t.aliases.c.alias)
-            .where(t.aliases.c.version_id.in_(ids))
-            .order_by(t.aliases.c.alias)
-        ):
-            aliases[r.version_id].append(r.alias)
-        by_id = {
-            r.id: ModelVersion(
-                id=r.id,
-                model=r.model_name,
-                number=r.number,
-                semver=r.semver,
-                stage=r.stage,
-                framework=r.framework,
-                description=r.description,
-                changelog=r.changelog,
-                metrics=dict(metrics[r.id]),
-                hyperparameters=r.hyperparameters,
-                tags=dict(tags[r.id]),
-                signature=r.signature,
-                extra=r.extra,
-                dataset_uri=r.dataset_uri,
-                dataset_hash=r.dataset_hash,
-                code_version=r.code_version,
-                flow_run_id=r.flow_run_id,
-                parent_version=r.parent_number,
-                created_by=r.created_by,
-                created_at=r.created_at,
-                stage_updated_at=r.stage_updated_at,
-                artifacts=tuple(arts[r.id]),
-                aliases=tuple(aliases[r.id]),
-            )
-            for r in rows
-        }
+        by_id = {row[0]: to_version(row) for row in conn.execute(self.queries.by_ids, {"ids": list(ids)})}
         return [by_id[i] for i in ids if i in by_id]
 
     def search_versions(
@@ -303,40 +267,35 @@ class RegistryReads:
         page_token: str | None = None,
     ) -> Page[ModelVersion]:
         """Versions matching every filter, newest first, one page at a time."""
-        mv = t.model_versions.c
-        query = sa.select(mv.id).order_by(mv.id.desc()).limit(self._page_size(page_size) + 1)
-        if model is not None:
-            query = query.join(t.models, t.models.c.id == mv.model_id).where(t.models.c.name == model)
-        if stage is not None:
-            if stage not in STAGES:
-                raise ValidationError(f"stage {stage!r} is not one of {', '.join(STAGES)}")
-            query = query.where(mv.stage == stage)
-        if alias is not None:
-            query = query.where(
-                sa.exists().where(t.aliases.c.version_id == mv.id, t.aliases.c.alias == alias)
-            )
-        for key, value in (tags or {}).items():
-            cond = [t.version_tags.c.version_id == mv.id, t.version_tags.c.key == key]
-            if value is not None:
-                cond.append(t.version_tags.c.value == str(value))
-            query = query.where(sa.exists().where(*cond))
-        for item in metrics:
-            f = parse_metric_filter(item) if isinstance(item, str) else item
-            vm = t.version_metrics.c
-            query = query.where(
-                sa.exists().where(vm.version_id == mv.id, vm.key == f.key, _OPS[f.op](vm.value, f.value))
-            )
+        if stage is not None and stage not in STAGES:
+            raise ValidationError(f"stage {stage!r} is not one of {', '.join(STAGES)}")
+        filters = [parse_metric_filter(f) if isinstance(f, str) else f for f in metrics]
+        tag_items = list((tags or {}).items())
         after = _token(page_token)
-        if after is not None:
-            query = query.where(mv.id < after)
+        statement = self.queries.page(
+            model=model is not None,
+            stage=stage is not None,
+            alias=alias is not None,
+            tags=[value is not None for _, value in tag_items],
+            metric_ops=[f.op for f in filters],
+            after=after is not None,
+        )
+        params: dict[str, Any] = {"limit": self._page_size(page_size) + 1}
+        optional = {"model": model, "stage": stage, "alias": alias, "after": after}
+        params.update({k: v for k, v in optional.items() if v is not None})
+        for n, (key, value) in enumerate(tag_items):
+            params[f"tk{n}"] = key
+            if value is not None:
+                params[f"tv{n}"] = str(value)
+        for n, f in enumerate(filters):
+            params[f"mk{n}"], params[f"mv{n}"] = f.key, f.value
         with self.db.read() as conn:
-            if model is not None:
-                self._model_id(conn, model)
-            ids = list(conn.execute(query).scalars())
-            more = len(ids) > page_size
-            ids = ids[:page_size]
-            items = self._versions(conn, ids)
-        return Page(items, str(ids[-1]) if more else None)
+            rows = conn.execute(statement, params).all()
+            if model is not None and not rows:
+                self._model_id(conn, model)  # an unknown model is an error, not an empty page
+        more = len(rows) > page_size
+        items = [to_version(row) for row in rows[:page_size]]
+        return Page(items, str(items[-1].id) if more else None)
 
     def list_versions(
         self, model: str, *, stage: str | None = None, page_size: int = 100, page_token: str | None = None

@@ -49,6 +49,8 @@ models = sa.Table(
     sa.Column("created_by", sa.String(255), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # The number of the newest version, so creating the next one reads one row.
+    sa.Column("last_number", sa.Integer, nullable=False, default=0),
 )
 
 model_tags = sa.Table(
@@ -100,6 +102,7 @@ model_versions = sa.Table(
     sa.Index("ix_model_versions_stage", "stage", "id"),
     sa.Index("ix_model_versions_model_stage", "model_id", "stage"),
     sa.Index("ix_model_versions_semver_order", "model_id", "semver_major", "semver_minor", "semver_patch"),
+    sa.Index("ix_model_versions_model_newest", "model_id", "id"),
 )
 
 version_metrics = sa.Table(
@@ -110,6 +113,8 @@ version_metrics = sa.Table(
     ),
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("value", sa.Float, nullable=False),
+    # repr() of the value: reads return exactly the double that was logged.
+    sa.Column("exact", sa.String(32), nullable=False),
     sa.Index("ix_version_metrics_key_value", "key", "value"),
 )
 

@@ -56,6 +56,7 @@ def test_version_metadata_round_trips(fraud: Registry) -> None:
         artifacts={"model.onnx": b"onnx-bytes", "reports/validation.html": b"<html/>"},
     )
     got = fraud.get_version("fraud", v.number)
+    assert got == v  # what create returns is what a read returns
     assert got.metrics == {"auc": 0.93, "f1": 1.0}
     assert got.hyperparameters == {"max_depth": 6, "lr": 0.1}
     assert got.signature == {"inputs": [{"name": "amount", "type": "float"}]}
@@ -70,6 +71,13 @@ def test_version_metadata_round_trips(fraud: Registry) -> None:
         "reports/validation.html": "report",
     }
     assert fraud.load_artifact("fraud", v.number, "model.onnx") == b"onnx-bytes"
+
+
+def test_metrics_keep_full_double_precision(fraud: Registry) -> None:
+    exact = {"auc": 0.9347826086956522, "loss": 0.1 + 0.2, "tiny": 5e-324, "huge": 1.7976931348623157e308}
+    fraud.create_version("fraud", framework="sklearn", metrics=exact)
+    assert fraud.get_version("fraud", 1).metrics == exact
+    assert fraud.search_versions(model="fraud").items[0].metrics == exact
 
 
 def test_version_references(fraud: Registry) -> None:

@@ -62,6 +62,7 @@ def upgrade() -> None:
         sa.Column("created_by", sa.String(length=255), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_number", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
     )
@@ -115,6 +116,7 @@ def upgrade() -> None:
             "ix_model_versions_model_stage", ["model_id", "stage"], unique=False
         )
         batch_op.create_index("ix_model_versions_stage", ["stage", "id"], unique=False)
+        batch_op.create_index("ix_model_versions_model_newest", ["model_id", "id"], unique=False)
         batch_op.create_index(
             "ix_model_versions_semver_order",
             ["model_id", "semver_major", "semver_minor", "semver_patch"],
@@ -201,6 +203,7 @@ def upgrade() -> None:
         sa.Column("version_id", sa.Integer(), nullable=False),
         sa.Column("key", sa.String(length=255), nullable=False),
         sa.Column("value", sa.Float(), nullable=False),
+        sa.Column("exact", sa.String(length=32), nullable=False),
         sa.ForeignKeyConstraint(
             ["version_id"], ["model_versions.id"], ondelete="CASCADE"
         ),
@@ -262,6 +265,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_model_versions_stage")
         batch_op.drop_index("ix_model_versions_model_stage")
         batch_op.drop_index("ix_model_versions_semver_order")
+        batch_op.drop_index("ix_model_versions_model_newest")
 
     op.drop_table("model_versions")
     op.drop_table("model_tags")
