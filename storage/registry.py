@@ -67,27 +67,18 @@ _KINDS = {
 }
 
 _MODEL_HEAD_LOCKED = (
-    sa.select(t.models.c.id, t.models.c.last_number)
+    sa.select(t.models.c.id, t.models.c.last_number, t.models.c.latest_semver)
     .where(t.models.c.name == sa.bindparam("name"))
     .with_for_update()
-)
-_MV = t.model_versions.c
-_LATEST_SEMVER = (
-    sa.select(_MV.semver_major, _MV.semver_minor, _MV.semver_patch, _MV.semver_pre)
-    .where(_MV.model_id == sa.bindparam("model_id"))
-    .order_by(
-        _MV.semver_major.desc(),
-        _MV.semver_minor.desc(),
-        _MV.semver_patch.desc(),
-        sa.case((_MV.semver_pre == "", 1), else_=0).desc(),
-        _MV.semver_pre.desc(),
-    )
-    .limit(1)
 )
 _TOUCH_MODEL = (
     t.models.update()
     .where(t.models.c.id == sa.bindparam("model_id"))
-    .values(updated_at=sa.bindparam("now"), last_number=sa.bindparam("number"))
+    .values(
+        updated_at=sa.bindparam("now"),
+        last_number=sa.bindparam("number"),
+        latest_semver=sa.bindparam("semver"),
+    )
 )
 
 __all__ = ["MetricFilter", "Registry", "parse_metric_filter"]
@@ -324,7 +315,7 @@ class Registry(LifecycleMixin):
             head = conn.execute(_MODEL_HEAD_LOCKED, {"name": model}).first()
             if head is None:
                 raise NotFoundError(f"model {model!r} does not exist")
-            model_id, number = head[0], head[1] + 1
+            model_id, number, latest = head[0], head[1] + 1, SemVer.parse(head[2])
             if IDEMPOTENCY_TAG in tags:
                 done = self._version_with_tag(conn, model_id, IDEMPOTENCY_TAG, tags[IDEMPOTENCY_TAG])
                 if done is not None:
@@ -333,7 +324,7 @@ class Registry(LifecycleMixin):
                 version = explicit
                 self._refuse_taken_semver(conn, model_id, model, version)
             else:
-                version = self._latest_semver(conn, model_id).bump(bump)
+                version = latest.bump(bump)
             parent_id = self._version_id(conn, model_id, model, parent) if parent is not None else None
             parent_number = self._number(conn, parent_id) if parent_id is not None else None
             dataset_id = self._dataset_id(conn, *dataset, now=now) if dataset else None
@@ -371,7 +362,9 @@ class Registry(LifecycleMixin):
                     t.version_artifacts.insert(),
                     [{"version_id": version_id, **a.to_dict()} for a in artifacts],
                 )
-            conn.execute(_TOUCH_MODEL, {"model_id": model_id, "now": now, "number": number})
+            newest = max(latest, version, key=SemVer.sort_key)
+            touch = {"model_id": model_id, "now": now, "number": number, "semver": str(newest)}
+            conn.execute(_TOUCH_MODEL, touch)
             append_entry(
                 conn,
                 actor=actor,
@@ -420,10 +413,6 @@ class Registry(LifecycleMixin):
             .where(mv.model_id == model_id, vt.key == key, vt.value == value)
         ).scalar()
         return None if found is None else int(found)
-
-    def _latest_semver(self, conn: Connection, model_id: int) -> SemVer:
-        row = conn.execute(_LATEST_SEMVER, {"model_id": model_id}).first()
-        return SemVer(*row) if row else SemVer(0, 0, 0)
 
     def _dataset_id(self, conn: Connection, uri: str, content_hash: str, *, now: Any) -> int:
         d = t.datasets.c

@@ -51,6 +51,8 @@ models = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     # The number of the newest version, so creating the next one reads one row.
     sa.Column("last_number", sa.Integer, nullable=False, default=0),
+    # The highest semantic version, which the next version bumps by default.
+    sa.Column("latest_semver", sa.String(128), nullable=False, default="0.0.0"),
 )
 
 model_tags = sa.Table(
