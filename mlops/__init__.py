@@ -30,12 +30,15 @@ from storage.records import STAGES, AliasMove, Artifact, Model, ModelVersion, Pa
 from storage.registry import Registry
 from storage.semver import SemVer
 
+_LAZY = {"RegistryBlock": "blocks.registry", "FeatureStore": "storage.features"}
+
 
 def __getattr__(name: str) -> object:
-    if name == "RegistryBlock":  # imports Prefect: loaded on first use
-        from blocks.registry import RegistryBlock
+    """Names whose modules import Prefect or DuckDB load on first use (a fast CLI start)."""
+    if name in _LAZY:
+        import importlib
 
-        return RegistryBlock
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'mlops' has no attribute {name!r}")
 
 
@@ -55,6 +58,7 @@ __all__ = [
     "AuditReport",
     "Comparison",
     "Database",
+    "FeatureStore",
     "IntegrityError",
     "MlopsError",
     "MlopsSettings",

@@ -19,9 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from rich.table import Table
 from rich.text import Text
@@ -29,9 +28,10 @@ from rich.text import Text
 from mlops import _render as render
 from mlops._cli_common import JsonOpt, say
 from storage.errors import ValidationError
-from storage.feature_definitions import check_identifier
-from storage.feature_stats import statistics_table
-from storage.features import FeatureStore, read_table
+from storage.feature_records import check_identifier
+
+if TYPE_CHECKING:
+    from storage.features import FeatureStore
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -46,6 +46,8 @@ EndOpt = Annotated[str | None, typer.Option("--end", help="Window end, ISO 8601 
 @contextmanager
 def open_store() -> Iterator[FeatureStore]:
     """The feature store ``MLOPS_*`` points at, closed afterwards."""
+    from storage.features import FeatureStore  # DuckDB and pandas load only for these commands
+
     store = FeatureStore.from_settings()
     try:
         yield store
@@ -58,6 +60,8 @@ def parse_time(value: str | None, what: str) -> datetime | None:
     if value is None:
         return None
     try:
+        import pandas as pd
+
         ts = pd.Timestamp(value)
     except (ValueError, TypeError) as exc:
         raise ValidationError(f"{what} {value!r} is not an ISO 8601 time") from exc
@@ -157,6 +161,8 @@ def ingest(
 ) -> None:
     """Validate a batch against the group's definitions and write it; a bad batch writes nothing."""
     with open_store() as store:
+        from storage.features import read_table
+
         result = store.ingest(group, read_table(path))
     if as_json:
         render.emit_json(result.to_dict())
@@ -224,6 +230,8 @@ def stats(
     if as_json:
         render.emit_json(result)
         return
+    from storage.feature_stats import statistics_table
+
     rows = statistics_table(result)
     table = Table(title=f"statistics of {group}")
     for col in rows[0] if rows else ["feature"]:
