@@ -9,7 +9,7 @@ Entries are appended inside the caller's transaction: the change and its audit
 record commit together or not at all.
 
 Example:
-    >>> from storage.db import Database
+    >>> from storage.db import Database, Prepared
     >>> from storage.audit import AuditLog, append_entry
     >>> db = Database("sqlite:///:memory:")
     >>> with db.write() as conn:
@@ -30,18 +30,22 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from storage.db import Database
+from storage.db import Database, Prepared
 from storage.errors import ValidationError
 from storage.schema import audit_head, audit_log, utcnow
 
 GENESIS_HASH = "0" * 64
-_HEAD_FOR_UPDATE = (
+_HEAD_FOR_UPDATE = Prepared(
     sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
 )
-_MOVE_HEAD = (
+_MOVE_HEAD = Prepared(
     audit_head.update()
     .where(audit_head.c.id == 1)
     .values(seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"))
+)
+_INSERT = Prepared(
+    audit_log.insert(),
+    ["seq", "at", "actor", "action", "entity_type", "entity_id", "before", "after", "prev_hash", "hash"],
 )
 
 
@@ -116,11 +120,11 @@ def append_entry(
     after: Any = None,
 ) -> int:
     """Append one entry inside the caller's write transaction; returns its ``seq``."""
-    head = conn.execute(_HEAD_FOR_UPDATE).one()
-    seq = head.seq + 1
+    prev_seq, prev_hash = _HEAD_FOR_UPDATE.execute(conn).fetchone()
+    seq = prev_seq + 1
     at = utcnow().isoformat(timespec="microseconds")
     before_s, after_s = _canonical(before), _canonical(after)
-    digest = entry_hash(seq, at, actor, action, entity_type, entity_id, before_s, after_s, head.hash)
+    digest = entry_hash(seq, at, actor, action, entity_type, entity_id, before_s, after_s, prev_hash)
     row = {
         "seq": seq,
         "at": at,
@@ -130,11 +134,11 @@ def append_entry(
         "entity_id": entity_id,
         "before": before_s,
         "after": after_s,
-        "prev_hash": head.hash,
+        "prev_hash": prev_hash,
         "hash": digest,
     }
-    conn.execute(audit_log.insert(), row)
-    conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": digest})
+    _INSERT.execute(conn, row)
+    _MOVE_HEAD.execute(conn, {"new_seq": seq, "new_hash": digest})
     return seq
 
 

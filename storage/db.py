@@ -18,15 +18,16 @@ from __future__ import annotations
 import fcntl
 import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.compiler import SQLCompiler
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
@@ -92,6 +93,59 @@ def inserted_id(conn: Connection, statement: sa.Insert, values: dict[str, Any] |
     if key is None:  # pragma: no cover - every table here has an integer key
         raise RuntimeError("the insert returned no primary key")
     return int(key[0])
+
+
+class Prepared:
+    """A statement compiled once per dialect and run on the DB-API cursor directly.
+
+    For the hot write paths (creating a version, appending an audit entry),
+    where SQLAlchemy's per-execution work costs more than the database. Bind
+    processors (timestamps, JSON) still apply; every parameter must be given.
+
+    Args:
+        statement: The statement, with ``bindparam`` placeholders.
+        column_keys: For an INSERT, the columns that get values.
+    """
+
+    def __init__(self, statement: sa.ClauseElement, column_keys: Sequence[str] | None = None) -> None:
+        self.statement = statement
+        self.column_keys = list(column_keys) if column_keys is not None else None
+        self._compiled: dict[str, tuple[str, list[str] | None, dict[str, Any], dict[str, Any]]] = {}
+
+    def _for(self, dialect: sa.Dialect) -> tuple[str, list[str] | None, dict[str, Any], dict[str, Any]]:
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            compiled = cast(
+                SQLCompiler, self.statement.compile(dialect=dialect, column_keys=self.column_keys)
+            )
+            positional = list(compiled.positiontup) if compiled.positiontup is not None else None
+            literals = {
+                name: bind.effective_value for bind, name in compiled.bind_names.items() if not bind.required
+            }
+            found = (str(compiled), positional, dict(compiled._bind_processors), literals)
+            self._compiled[dialect.name] = found
+        return found
+
+    def _args(self, conn: Connection, params: Mapping[str, Any]) -> tuple[str, Any]:
+        sql, positional, processors, literals = self._for(conn.dialect)
+        merged = {**literals, **params} if literals else params
+        values = {k: (processors[k](v) if k in processors else v) for k, v in merged.items()}
+        return sql, tuple(values[n] for n in positional) if positional is not None else values
+
+    def execute(self, conn: Connection, params: Mapping[str, Any] | None = None) -> Any:
+        """Run once inside ``conn``'s transaction; returns the DB-API cursor."""
+        sql, args = self._args(conn, params or {})
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(sql, args)
+        return cursor
+
+    def execute_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run once per row inside ``conn``'s transaction."""
+        if not rows:
+            return
+        sql = self._for(conn.dialect)[0]
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.executemany(sql, [self._args(conn, row)[1] for row in rows])
 
 
 class Database:

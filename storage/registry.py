@@ -35,7 +35,7 @@ from storage import schema as t
 from storage.artifacts import ArtifactRef, ArtifactStore, validate_artifact_name
 from storage.audit import append_entry
 from storage.compare import Comparison, Direction, compare_versions
-from storage.db import Database, inserted_id
+from storage.db import Database, Prepared, inserted_id
 from storage.errors import AlreadyExistsError, NotFoundError, ValidationError
 from storage.lifecycle import LifecycleMixin
 from storage.records import (
@@ -66,12 +66,22 @@ _KINDS = {
     ".bin": "model",
 }
 
-_MODEL_HEAD_LOCKED = (
+# The hot path of version creation runs these on the DB-API cursor (see storage.db.Prepared).
+_MODEL_HEAD_LOCKED = Prepared(
     sa.select(t.models.c.id, t.models.c.last_number, t.models.c.latest_semver)
     .where(t.models.c.name == sa.bindparam("name"))
     .with_for_update()
 )
-_TOUCH_MODEL = (
+_VERSION_COLUMNS = [
+    "model_id", "number", "semver", "semver_major", "semver_minor", "semver_patch", "semver_pre",
+    "stage", "framework", "description", "changelog", "hyperparameters", "signature", "extra",
+    "dataset_id", "code_version", "flow_run_id", "parent_version_id", "created_by", "created_at",
+    "stage_updated_at",
+]  # fmt: skip
+_INSERT_VERSION = Prepared(t.model_versions.insert().returning(t.model_versions.c.id), _VERSION_COLUMNS)
+_INSERT_METRIC = Prepared(t.version_metrics.insert(), ["version_id", "key", "value", "exact"])
+_INSERT_TAG = Prepared(t.version_tags.insert(), ["version_id", "key", "value"])
+_TOUCH_MODEL = Prepared(
     t.models.update()
     .where(t.models.c.id == sa.bindparam("model_id"))
     .values(
@@ -312,7 +322,7 @@ class Registry(LifecycleMixin):
     ) -> ModelVersion:
         now = t.utcnow()
         with self.db.write() as conn:
-            head = conn.execute(_MODEL_HEAD_LOCKED, {"name": model}).first()
+            head = _MODEL_HEAD_LOCKED.execute(conn, {"name": model}).fetchone()
             if head is None:
                 raise NotFoundError(f"model {model!r} does not exist")
             model_id, number, latest = head[0], head[1] + 1, SemVer.parse(head[2])
@@ -344,16 +354,16 @@ class Registry(LifecycleMixin):
                 "created_at": now,
                 "stage_updated_at": now,
             }
-            version_id = inserted_id(conn, t.model_versions.insert(), values)
+            version_id = int(_INSERT_VERSION.execute(conn, values).fetchone()[0])
             if metrics:
                 rows = [
                     {"version_id": version_id, "key": k, "value": v, "exact": repr(v)}
                     for k, v in metrics.items()
                 ]
-                conn.execute(t.version_metrics.insert(), rows)
+                _INSERT_METRIC.execute_many(conn, rows)
             if tags:
                 rows = [{"version_id": version_id, "key": k, "value": v} for k, v in tags.items()]
-                conn.execute(t.version_tags.insert(), rows)
+                _INSERT_TAG.execute_many(conn, rows)
             artifacts = [
                 Artifact(name, _artifact_kind(name), ref.sha256, ref.size) for name, ref in refs.items()
             ]
@@ -364,7 +374,7 @@ class Registry(LifecycleMixin):
                 )
             newest = max(latest, version, key=SemVer.sort_key)
             touch = {"model_id": model_id, "now": now, "number": number, "semver": str(newest)}
-            conn.execute(_TOUCH_MODEL, touch)
+            _TOUCH_MODEL.execute(conn, touch)
             append_entry(
                 conn,
                 actor=actor,

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from storage import schema as t
-from storage.db import Database
+from storage.db import Database, Prepared
 from storage.errors import NotFoundError, ValidationError
 from storage.records import STAGES, AliasMove, Artifact, Model, ModelVersion, Page, StageMove
 from storage.version_query import VersionQueries, to_version
@@ -65,6 +65,17 @@ def queries_for(dialect: str) -> VersionQueries:
     if dialect not in _QUERIES:
         _QUERIES[dialect] = VersionQueries(dialect)
     return _QUERIES[dialect]
+
+
+_PREPARED: dict[int, Prepared] = {}
+
+
+def _prepared(statement: sa.Select[Any]) -> Prepared:
+    """The cursor-level form of one of the (long-lived, cached) version statements."""
+    found = _PREPARED.get(id(statement))
+    if found is None:
+        found = _PREPARED[id(statement)] = Prepared(statement)
+    return found
 
 
 def _token(value: str | None) -> int | None:
@@ -221,7 +232,7 @@ class RegistryReads:
         """One version by number, semver, alias, ``latest`` or stage."""
         statement, params = self._lookup(model, version)
         with self.db.read() as conn:
-            row = conn.execute(statement, params).first()
+            row = _prepared(statement).execute(conn, params).fetchone()
             if row is None:  # say precisely what is missing (raises)
                 model_id = self._model_id(conn, model)
                 return self._versions(conn, [self._version_id(conn, model_id, model, version)])[0]
@@ -290,7 +301,7 @@ class RegistryReads:
         for n, f in enumerate(filters):
             params[f"mk{n}"], params[f"mv{n}"] = f.key, f.value
         with self.db.read() as conn:
-            rows = conn.execute(statement, params).all()
+            rows = _prepared(statement).execute(conn, params).fetchall()
             if model is not None and not rows:
                 self._model_id(conn, model)  # an unknown model is an error, not an empty page
         more = len(rows) > page_size
