@@ -27,8 +27,8 @@ from pydantic import Field
 
 from blocks.approvals import ApprovalPolicyBlock
 from blocks.policy import ApprovalPolicy, StagePolicy
-from storage.approvals import APPROVED, ApprovalRequest, ApprovalStore, Decision, GateOutcome
-from storage.errors import MlopsError
+from storage.approvals import APPROVED, PROMOTED, ApprovalRequest, ApprovalStore, Decision, GateOutcome
+from storage.errors import MlopsError, TransitionError
 from storage.lifecycle import Rollback
 from storage.registry_reads import VersionRef
 from tasks.registry import open_registry
@@ -277,8 +277,14 @@ def decide(
     request = store.decide(request_id, reviewer, decision, comment)
     run_state = resume_waiting_run(request.flow_run_id, reviewer) if request.flow_run_id else "none"
     if request.status == APPROVED and run_state in ("none", "ended"):
-        request = store.apply(request_id, actor=reviewer)
-        emit_promoted_event(request)
+        try:
+            request = store.apply(request_id, actor=reviewer)
+        except TransitionError:
+            request = store.get(request_id)
+            if request.status != PROMOTED:  # not the run that ended just after applying it
+                raise
+        else:
+            emit_promoted_event(request)
     return request, run_state
 
 
