@@ -347,3 +347,20 @@ feature_statistics = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("ix_feature_statistics_group_feature", "group_id", "feature", "kind", "id"),
 )
+
+evidence_reports = sa.Table(
+    "evidence_reports",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("model_id", sa.Integer, sa.ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "version_id", sa.Integer, sa.ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("passed", sa.Boolean, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("created_by", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_evidence_reports_version_kind", "version_id", "kind", "id"),
+)

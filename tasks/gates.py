@@ -30,6 +30,7 @@ from storage.approvals import GateOutcome
 from storage.errors import NotFoundError
 from storage.registry import Registry
 from storage.registry_reads import VersionRef
+from storage.reports import ReportStore
 from storage.schema import utcnow
 from tasks.registry import open_registry
 
@@ -47,8 +48,20 @@ class Evidence:
 
 EvidenceProvider = Callable[[Registry, str, int, EvidenceGate], Evidence | None]
 
-#: Providers by gate kind; the governance module registers bias and compliance reports here.
-EVIDENCE_PROVIDERS: dict[str, EvidenceProvider] = {}
+
+def report_kind(gate: EvidenceGate) -> str:
+    """The stored report kind a gate reads: ``bias_report``, ``compliance:GDPR``..."""
+    return f"{gate.kind}:{gate.framework}" if gate.framework else gate.kind
+
+
+def stored_report(registry: Registry, model: str, number: int, gate: EvidenceGate) -> Evidence | None:
+    """The newest report of the gate's kind stored for the version (:mod:`storage.reports`)."""
+    found = ReportStore(registry).latest(report_kind(gate), model, number)
+    return None if found is None else Evidence(found.passed, found.created_at, found.summary)
+
+
+#: Providers by gate kind: stored reports by default; others may be registered.
+EVIDENCE_PROVIDERS: dict[str, EvidenceProvider] = {"bias_report": stored_report, "compliance": stored_report}
 
 
 def register_evidence_provider(kind: str, provider: EvidenceProvider) -> None:
@@ -87,7 +100,9 @@ def _champion_gate(registry: Registry, model: str, number: int, gate: ChampionGa
 
 
 def _evidence_gate(registry: Registry, model: str, number: int, gate: EvidenceGate) -> GateOutcome:
-    label = gate.kind.replace("_", " ")
+    label = "bias report" if gate.kind == "bias_report" else "compliance report"
+    if gate.framework:
+        label += f" ({gate.framework})"
     provider = EVIDENCE_PROVIDERS.get(gate.kind)
     evidence = provider(registry, model, number, gate) if provider else None
     if evidence is None:
