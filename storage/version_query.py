@@ -42,21 +42,51 @@ OPS: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
-def _aggregates(dialect: str) -> tuple[Any, Any, Any, Any]:
-    """(metrics, tags, aliases, artifacts) correlated JSON subqueries for ``dialect``."""
+def _document(dialect: str) -> Any:
+    """One JSON document per version: metrics, tags, aliases, artifacts and the JSON columns.
+
+    Keys: ``m`` metrics, ``t`` tags, ``a`` aliases, ``r`` artifacts (name, kind,
+    sha256, size), ``h`` hyperparameters, ``s`` signature, ``x`` extra. One
+    document decodes faster than seven.
+    """
     if dialect == "postgresql":
-        obj, arr, row = sa.func.json_object_agg, sa.func.json_agg, sa.func.json_build_array
+        obj, arr, row, doc = (
+            sa.func.json_object_agg,
+            sa.func.json_agg,
+            sa.func.json_build_array,
+            sa.func.json_build_object,
+        )
+        # float8 renders shortest-exact in PostgreSQL; the stored repr() is parsed as a number.
+        value: Any = sa.cast(vm.c.exact, sa.JSON)
+
+        def nested(expr: Any) -> Any:
+            return expr
+
     else:
-        obj, arr, row = sa.func.json_group_object, sa.func.json_group_array, sa.func.json_array
-    # SQLite's JSON prints a REAL with 15 digits; the stored repr() keeps all 17.
-    value = sa.cast(vm.c.exact, sa.JSON) if dialect == "postgresql" else sa.func.json(vm.c.exact)
+        obj, arr, row, doc = (
+            sa.func.json_group_object,
+            sa.func.json_group_array,
+            sa.func.json_array,
+            sa.func.json_object,
+        )
+        # SQLite's JSON prints a REAL with 15 digits; the stored repr() keeps all 17.
+        value = sa.func.json(vm.c.exact)
+
+        def nested(expr: Any) -> Any:
+            return sa.func.json(expr)
+
     metrics = sa.select(obj(vm.c.key, value)).where(vm.c.version_id == mv.c.id)
     tags = sa.select(obj(vt.c.key, vt.c.value)).where(vt.c.version_id == mv.c.id)
     aliases = sa.select(arr(al.c.alias)).where(al.c.version_id == mv.c.id)
     artifacts = sa.select(arr(row(va.c.name, va.c.kind, va.c.sha256, va.c.size))).where(
         va.c.version_id == mv.c.id
     )
-    return tuple(q.correlate(mv).scalar_subquery() for q in (metrics, tags, aliases, artifacts))  # type: ignore[return-value]
+    parts: list[Any] = [q.correlate(mv).scalar_subquery() for q in (metrics, tags, aliases, artifacts)]
+    parts += [mv.c.hyperparameters, mv.c.signature, mv.c.extra]
+    args: list[Any] = []
+    for key, part in zip("mtarhsx", parts, strict=True):
+        args += [key, nested(part)]
+    return doc(*args)
 
 
 def _json(value: Any) -> Any:
@@ -81,7 +111,6 @@ class VersionQueries:
     """Prebuilt statements that read whole versions for one dialect."""
 
     def __init__(self, dialect: str) -> None:
-        metrics, tags, aliases, artifacts = _aggregates(dialect)
         parent_number = (
             sa.select(_PARENT.c.number).where(_PARENT.c.id == mv.c.parent_version_id).correlate(mv)
         ).scalar_subquery()
@@ -93,9 +122,6 @@ class VersionQueries:
             mv.c.framework,
             mv.c.description,
             mv.c.changelog,
-            sa.type_coerce(mv.c.hyperparameters, _TEXT),
-            sa.type_coerce(mv.c.signature, _TEXT),
-            sa.type_coerce(mv.c.extra, _TEXT),
             mv.c.code_version,
             mv.c.flow_run_id,
             mv.c.created_by,
@@ -105,10 +131,7 @@ class VersionQueries:
             t.datasets.c.uri,
             t.datasets.c.content_hash,
             parent_number,
-            metrics,
-            tags,
-            aliases,
-            artifacts,
+            sa.type_coerce(_document(dialect), _TEXT),
         )
         self.source = mv.join(m, m.c.id == mv.c.model_id).outerjoin(
             t.datasets, t.datasets.c.id == mv.c.dataset_id
@@ -187,9 +210,6 @@ def to_version(row: Sequence[Any]) -> ModelVersion:
         framework,
         description,
         changelog,
-        params,
-        signature,
-        extra,
         code_version,
         flow_run_id,
         created_by,
@@ -199,34 +219,32 @@ def to_version(row: Sequence[Any]) -> ModelVersion:
         uri,
         content_hash,
         parent,
-        metrics,
-        tags,
-        aliases,
-        artifacts,
+        document,
     ) = row
-    arts = _json(artifacts) or ()
+    doc = document if document.__class__ is dict else json.loads(document)
+    arts, aliases = doc["r"], doc["a"]
     return ModelVersion(
-        id=vid,
-        model=model,
-        number=number,
-        semver=semver,
-        stage=stage,
-        framework=framework,
-        description=description,
-        changelog=changelog,
-        metrics=_json(metrics) or {},
-        hyperparameters=_json(params) or {},
-        tags=_json(tags) or {},
-        signature=_json(signature),
-        extra=_json(extra) or {},
-        dataset_uri=uri,
-        dataset_hash=content_hash,
-        code_version=code_version,
-        flow_run_id=flow_run_id,
-        parent_version=parent,
-        created_by=created_by,
-        created_at=_timestamp(created_at),
-        stage_updated_at=_timestamp(stage_updated_at),
-        artifacts=tuple(sorted((Artifact(*a) for a in arts), key=lambda a: a.name)),
-        aliases=tuple(sorted(_json(aliases) or ())),
+        vid,
+        model,
+        number,
+        semver,
+        stage,
+        framework,
+        description,
+        changelog,
+        doc["m"] or {},
+        doc["h"] or {},
+        doc["t"] or {},
+        doc["s"],
+        doc["x"] or {},
+        uri,
+        content_hash,
+        code_version,
+        flow_run_id,
+        parent,
+        created_by,
+        _timestamp(created_at),
+        _timestamp(stage_updated_at),
+        tuple(sorted((Artifact(*a) for a in arts), key=lambda a: a.name)) if arts else (),
+        tuple(sorted(aliases)) if aliases else (),
     )
