@@ -40,6 +40,8 @@ class MlopsSettings(BaseSettings):
         online_store_url: Online feature store (``MLOPS_ONLINE_STORE_URL``):
             ``sqlite:///path`` or ``redis://host:port/db``; SQLite at
             ``home/online.db`` when unset.
+        prediction_log_root: Folder of the prediction log's Parquet files
+            (``MLOPS_PREDICTION_LOG_ROOT``); ``home/predictions`` when unset.
     """
 
     model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore")
@@ -50,6 +52,7 @@ class MlopsSettings(BaseSettings):
     user: str | None = None
     feature_root: str | None = None
     online_store_url: str | None = None
+    prediction_log_root: str | None = None
 
     def resolved_home(self) -> Path:
         """The home folder as an absolute path (not created)."""
@@ -78,6 +81,12 @@ class MlopsSettings(BaseSettings):
         if self.online_store_url:
             return self.online_store_url
         return f"sqlite:///{self.resolved_home() / 'online.db'}"
+
+    def resolved_prediction_log_root(self) -> str:
+        """The prediction log folder, defaulting to ``home/predictions``."""
+        if self.prediction_log_root:
+            return self.prediction_log_root
+        return str(self.resolved_home() / "predictions")
 
     def resolved_user(self) -> str:
         """The actor name recorded in the audit log."""

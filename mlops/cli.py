@@ -23,19 +23,26 @@ from mlops import _render as render
 from mlops._cli_common import PACKAGE, ErrorReportingGroup, JsonOpt, say
 from mlops.cli_approvals import approvals_app, approve, reject, reviewers_app, rollback
 from mlops.cli_audit import audit_app
+from mlops.cli_compliance import attest, compliance_app, risk
 from mlops.cli_features import app as features_app
+from mlops.cli_governance import erase, lineage_app
 from mlops.cli_registry import registry_app
 
 app = typer.Typer(
     cls=ErrorReportingGroup,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    help="DWCP MLOps: registry, approvals, features and audit log from the command line.",
+    help="DWCP MLOps: registry, approvals, features, governance and audit log from the command line.",
 )
 app.add_typer(registry_app, name="registry")
 app.add_typer(audit_app, name="audit")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(features_app, name="features")
+app.add_typer(compliance_app, name="compliance")
+app.add_typer(lineage_app, name="lineage")
+app.command("attest")(attest)
+app.command("risk")(risk)
+app.command("erase")(erase)
 app.add_typer(reviewers_app, name="reviewers")
 app.command("approve")(approve)
 app.command("reject")(reject)

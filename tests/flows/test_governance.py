@@ -1,0 +1,87 @@
+"""Governance flows under a real Prefect server: bias check, compliance audit, governance report."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from prefect.client.orchestration import get_client
+
+from blocks.policy import EvidenceGate
+from flows.governance import bias_check, compliance_audit, governance_report_flow
+from storage.registry import Registry
+from storage.reports import ReportStore
+from tasks.gates import evaluate_gate
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def _events(name: str, resource_id: str) -> list[dict[str, Any]]:
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.drain_all()
+    for _ in range(40):
+        with get_client(sync_client=True) as client:
+            found = client.request(
+                "POST", "/events/filter", json={"filter": {"event": {"name": [name]}}, "limit": 50}
+            ).json()["events"]
+        hits = [e for e in found if e["resource"]["prefect.resource.id"] == resource_id]
+        if hits:
+            return hits
+        time.sleep(0.25)
+    return []
+
+
+@pytest.fixture
+def credit() -> Registry:
+    registry = Registry.from_settings()
+    registry.create_model("credit", tags={"domain": "finance", "use_case": "credit scoring"})
+    registry.create_version("credit", framework="sklearn", metrics={"auc": 0.88})
+    return registry
+
+
+def test_bias_check_records_evidence_and_alerts(credit: Registry, tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    group = rng.choice(["a", "b"], 3000)
+    frame = pd.DataFrame(
+        {
+            "label": rng.integers(0, 2, 3000),
+            "scored": (rng.random(3000) < np.where(group == "a", 0.6, 0.3)).astype(int),
+            "group": group,
+        }
+    )
+    path = tmp_path / "scored.parquet"
+    frame.to_parquet(path)
+    result = bias_check("credit", "1", str(path), "label", "scored", ["group"])
+    assert result["passed"] is False and "statistical_parity" in result["summary"]
+    assert not evaluate_gate(credit, "credit", 1, EvidenceGate(kind="bias_report")).passed
+    assert _events("mlops.bias.failed", "mlops.model-version.credit.1")
+
+
+def test_compliance_audit_fails_a_production_move_without_approvals(credit: Registry) -> None:
+    credit.transition_stage("credit", 1, "staging")
+    credit.transition_stage("credit", 1, "production")  # no approval request: the audit must notice
+    [result] = compliance_audit(["credit"], ["SOC2"])
+    assert result["version"] == 1 and result["failed"] == ["SOC2"]
+    stored = ReportStore(credit).latest("compliance:SOC2", "credit", 1)
+    assert stored is not None and not stored.passed
+    assert _events("mlops.compliance.failed", "mlops.model-version.credit.1")
+
+
+def test_governance_report_writes_json_and_model_card(credit: Registry, tmp_path: Path) -> None:
+    ReportStore(credit).save(
+        "bias_report", "credit", 1, passed=True, summary="every bias metric within its threshold"
+    )
+    paths = governance_report_flow("credit", "1", str(tmp_path / "out"))
+    report = json.loads(Path(paths["json"]).read_text())
+    assert report["risk"]["level"] == "high" and report["metrics"] == {"auc": 0.88}
+    assert report["bias"]["passed"] is True
+    assert {f["framework"] for f in report["compliance"]} >= {"GDPR", "EU_AI_ACT", "SOC2"}
+    card = Path(paths["model_card"]).read_text()
+    assert "# Model card: credit version 1" in card and "EU AI Act risk level**: high" in card
+    assert "| GDPR |" in card
