@@ -30,12 +30,14 @@ def bias_check(
     version: str,
     path: str,
     label_column: str,
-    prediction_column: str,
     protected_columns: list[str],
+    prediction_column: str | None = None,
     min_group_size: int = 30,
 ) -> dict[str, Any]:
-    """Measure bias of a version on a scored dataset, record it, alert when it fails."""
-    report = assess_bias(path, label_column, prediction_column, protected_columns, min_group_size)
+    """Measure bias of a version on a dataset (scored by the version unless it has predictions)."""
+    report = assess_bias(
+        path, label_column, prediction_column, protected_columns, min_group_size, model=model, version=version
+    )
     stored = record_bias_report(model, version, report)
     create_markdown_artifact(
         markdown=f"# Bias check: {model} version {stored.version}\n\n{bias_summary(report)}\n",

@@ -19,6 +19,7 @@ from storage.features import read_table
 from tasks.bias import BiasReport, detect_bias
 from tasks.compliance import check_compliance, record_compliance
 from tasks.registry import open_registry
+from tasks.scoring import score
 
 
 def version_resource(model: str, version: int) -> dict[str, str]:
@@ -30,18 +31,33 @@ def version_resource(model: str, version: int) -> dict[str, str]:
 def assess_bias(
     path: str,
     label_column: str,
-    prediction_column: str,
+    prediction_column: str | None,
     protected_columns: Sequence[str],
     min_group_size: int = 30,
+    *,
+    model: str | None = None,
+    version: str | None = None,
 ) -> BiasReport:
-    """Read a scored dataset (CSV, Parquet, JSON) and measure bias on it."""
+    """Measure bias on a dataset (CSV, Parquet, JSON).
+
+    Predictions come from ``prediction_column`` when given; otherwise the
+    registered ``model`` ``version`` scores the dataset (its signature names
+    the input columns).
+    """
     frame = read_table(path)
-    missing = [c for c in [label_column, prediction_column, *protected_columns] if c not in frame.columns]
+    needed = [label_column, *protected_columns] + ([prediction_column] if prediction_column else [])
+    missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise ValidationError(f"{path}: column(s) {', '.join(missing)} not found")
+    if prediction_column:
+        predictions = frame[prediction_column].to_numpy()
+    elif model is not None and version is not None:
+        predictions = score(open_registry(), model, version, frame)
+    else:
+        raise ValidationError("give a prediction column, or a model and version to score the dataset with")
     return detect_bias(
         frame[label_column].to_numpy(),
-        frame[prediction_column].to_numpy(),
+        predictions,
         protected={c: frame[c].to_numpy() for c in protected_columns},
         min_group_size=min_group_size,
     )

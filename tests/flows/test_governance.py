@@ -57,7 +57,7 @@ def test_bias_check_records_evidence_and_alerts(credit: Registry, tmp_path: Path
     )
     path = tmp_path / "scored.parquet"
     frame.to_parquet(path)
-    result = bias_check("credit", "1", str(path), "label", "scored", ["group"])
+    result = bias_check("credit", "1", str(path), "label", ["group"], prediction_column="scored")
     assert result["passed"] is False and "statistical_parity" in result["summary"]
     assert not evaluate_gate(credit, "credit", 1, EvidenceGate(kind="bias_report")).passed
     assert _events("mlops.bias.failed", "mlops.model-version.credit.1")
@@ -85,3 +85,28 @@ def test_governance_report_writes_json_and_model_card(credit: Registry, tmp_path
     card = Path(paths["model_card"]).read_text()
     assert "# Model card: credit version 1" in card and "EU AI Act risk level**: high" in card
     assert "| GDPR |" in card
+
+
+def test_bias_check_scores_the_dataset_with_the_registered_version(tmp_path: Path) -> None:
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2000, 2))
+    group = np.where(x[:, 0] > 0, "a", "b")  # the model's main input tracks the group
+    label = (x[:, 0] + 0.1 * rng.normal(size=2000) > 0).astype(int)
+    clf = LogisticRegression().fit(x, label)
+    registry = Registry.from_settings()
+    registry.create_model("scored")
+    registry.create_version(
+        "scored",
+        framework="sklearn",
+        artifacts={"model.skops": sio.dumps(clf)},
+        signature={"inputs": [{"name": "x0", "type": "float"}, {"name": "x1", "type": "float"}]},
+    )
+    path = tmp_path / "eval.csv"
+    pd.DataFrame({"x0": x[:, 0], "x1": x[:, 1], "label": label, "group": group}).to_csv(path, index=False)
+    result = bias_check("scored", "1", str(path), "label", ["group"])
+    assert result["passed"] is False  # selection rates differ by construction
+    stored = ReportStore(registry).latest("bias_report", "scored", 1)
+    assert stored is not None and stored.payload["results"][0]["name"] == "group"

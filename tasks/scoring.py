@@ -1,0 +1,70 @@
+"""Score a dataset with a registered scikit-learn version, loaded safely.
+
+Model files are read through the registry (checksums verified) and loaded with
+skops, which refuses every type outside a trusted list: only scikit-learn,
+NumPy and SciPy types are trusted here, never arbitrary code as pickle would
+allow.
+
+Example:
+    >>> import tempfile, skops.io as sio
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from storage.registry import Registry
+    >>> home = tempfile.mkdtemp()
+    >>> reg = Registry.open(f"sqlite:///{home}/m.db", f"{home}/a")
+    >>> clf = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+    >>> _ = reg.create_model("toy")
+    >>> _ = reg.create_version("toy", framework="sklearn", artifacts={"model.skops": sio.dumps(clf)},
+    ...                        signature={"inputs": [{"name": "x", "type": "float"}]})
+    >>> load_sklearn_model(reg, "toy", 1).predict([[2.5]]).tolist()
+    [1]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import skops.io as sio
+
+from storage.errors import ValidationError
+from storage.registry import Registry
+from storage.registry_reads import VersionRef
+
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
+
+
+def load_sklearn_model(registry: Registry, model: str, version: VersionRef, name: str | None = None) -> Any:
+    """The version's skops model file, verified and loaded with only trusted types."""
+    found = registry.get_version(model, version)
+    candidates = [a.name for a in found.artifacts if a.name.endswith(".skops")]
+    artifact = name or (candidates[0] if candidates else None)
+    if artifact is None:
+        raise ValidationError(f"{model} version {found.number} has no .skops model file to score with")
+    data = registry.load_artifact(model, found.number, artifact)
+    untrusted = [t for t in sio.get_untrusted_types(data=data) if not t.startswith(TRUSTED_PREFIXES)]
+    if untrusted:
+        outside = ", ".join(untrusted)
+        raise ValidationError(f"{model} version {found.number}: {artifact} holds untrusted types: {outside}")
+    return sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+
+
+def feature_columns(registry: Registry, model: str, version: VersionRef, frame: pd.DataFrame) -> list[str]:
+    """The version's input columns from its signature, all present in ``frame``."""
+    found = registry.get_version(model, version)
+    names = [field["name"] for field in (found.signature or {}).get("inputs", [])]
+    if not names:
+        raise ValidationError(f"{model} version {found.number} has no input signature to score with")
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        raise ValidationError(
+            f"the dataset lacks input column(s) {', '.join(missing)} of {model} v{found.number}"
+        )
+    return names
+
+
+def score(registry: Registry, model: str, version: VersionRef, frame: pd.DataFrame) -> Any:
+    """Class predictions of a version for ``frame`` (columns from the version's signature)."""
+    estimator = load_sklearn_model(registry, model, version)
+    inputs = frame[feature_columns(registry, model, version, frame)]
+    # An estimator fitted on an array expects an array; one fitted on a frame, the same column names.
+    return estimator.predict(inputs if hasattr(estimator, "feature_names_in_") else inputs.to_numpy())
