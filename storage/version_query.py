@@ -29,6 +29,7 @@ from storage.records import Artifact, ModelVersion
 mv, m = t.model_versions, t.models
 vm, vt, va, al = t.version_metrics, t.version_tags, t.version_artifacts, t.aliases
 _PARENT = mv.alias("parent")
+_new = object.__new__
 _TEXT = sa.String()
 
 OPS: dict[str, Callable[[Any, Any], Any]] = {
@@ -223,28 +224,32 @@ def to_version(row: Sequence[Any]) -> ModelVersion:
     ) = row
     doc = document if document.__class__ is dict else json.loads(document)
     arts, aliases = doc["r"], doc["a"]
-    return ModelVersion(
-        vid,
-        model,
-        number,
-        semver,
-        stage,
-        framework,
-        description,
-        changelog,
-        doc["m"] or {},
-        doc["h"] or {},
-        doc["t"] or {},
-        doc["s"],
-        doc["x"] or {},
-        uri,
-        content_hash,
-        code_version,
-        flow_run_id,
-        parent,
-        created_by,
-        _timestamp(created_at),
-        _timestamp(stage_updated_at),
-        tuple(sorted((Artifact(*a) for a in arts), key=lambda a: a.name)) if arts else (),
-        tuple(sorted(aliases)) if aliases else (),
+    # Built without the frozen dataclass's __init__ (which sets each field through
+    # object.__setattr__): the same fields, the same record, a third of the time.
+    version = _new(ModelVersion)
+    version.__dict__.update(
+        id=vid,
+        model=model,
+        number=number,
+        semver=semver,
+        stage=stage,
+        framework=framework,
+        description=description,
+        changelog=changelog,
+        metrics=doc["m"] or {},
+        hyperparameters=doc["h"] or {},
+        tags=doc["t"] or {},
+        signature=doc["s"],
+        extra=doc["x"] or {},
+        dataset_uri=uri,
+        dataset_hash=content_hash,
+        code_version=code_version,
+        flow_run_id=flow_run_id,
+        parent_version=parent,
+        created_by=created_by,
+        created_at=_timestamp(created_at),
+        stage_updated_at=_timestamp(stage_updated_at),
+        artifacts=tuple(sorted((Artifact(*a) for a in arts), key=lambda a: a.name)) if arts else (),
+        aliases=tuple(sorted(aliases)) if aliases else (),
     )
+    return version

@@ -335,3 +335,15 @@ def test_malformed_reference_and_duplicate_compare_refs(fraud: Registry) -> None
         fraud.get_version("fraud", "1.2")
     result = fraud.compare("fraud", [1, "@champion", 2], primary="auc")
     assert [r["version"] for r in result.rows] == [1, 2] and result.winner == 2
+
+
+def test_read_records_carry_every_field(fraud: Registry) -> None:
+    from dataclasses import fields
+
+    from storage.records import ModelVersion
+
+    fraud.create_version("fraud", framework="sklearn")
+    read = fraud.get_version("fraud", 1)
+    assert set(vars(read)) == {f.name for f in fields(ModelVersion)}
+    with pytest.raises(AttributeError):
+        read.stage = "production"  # type: ignore[misc]
