@@ -41,14 +41,13 @@ from storage.lifecycle import LifecycleMixin
 from storage.records import (
     FRAMEWORKS,
     Artifact,
-    ArtifactCheck,
     Model,
     ModelVersion,
-    VerifyReport,
 )
 from storage.registry_reads import MetricFilter, parse_metric_filter
 from storage.semver import BUMPS, Bump, SemVer
 from storage.validation import check_json, check_metrics, check_name, check_tags
+from storage.version_files import VersionFilesMixin
 
 VersionRef = int | str
 ArtifactSource = bytes | str | Path
@@ -98,7 +97,7 @@ def _artifact_kind(name: str) -> str:
     return _KINDS.get(Path(name).suffix.lower(), "file")
 
 
-class Registry(LifecycleMixin):
+class Registry(VersionFilesMixin, LifecycleMixin):
     """Models and their versions in one metadata database and artifact store.
 
     Args:
@@ -455,38 +454,6 @@ class Registry(LifecycleMixin):
                 before={key: old},
                 after={key: tag[key]},
             )
-
-    # -------------------------------------------------------------- artifacts
-    def load_artifact(self, model: str, version: VersionRef, name: str) -> bytes:
-        """The verified bytes of one artifact of a version."""
-        found = self._artifact(model, version, name)
-        return self.artifacts.get_bytes(found.sha256, name=f"{model}/{self._ref_label(version)}/{name}")
-
-    def export_version(self, model: str, version: VersionRef, dest: str | Path) -> list[Path]:
-        """Write every artifact of a version under ``dest`` (verified, atomically)."""
-        target = Path(dest).absolute()
-        mv = self.get_version(model, version)
-        written = []
-        for art in mv.artifacts:
-            path = (target / validate_artifact_name(art.name)).resolve()
-            if not path.is_relative_to(target.resolve()):
-                raise ValidationError(f"artifact name {art.name!r} escapes {target}")
-            written.append(self.artifacts.download(art.sha256, path, name=f"{model}/{mv.number}/{art.name}"))
-        return written
-
-    def verify_version(self, model: str, version: VersionRef) -> VerifyReport:
-        """Re-hash every artifact of a version against its recorded checksum."""
-        mv = self.get_version(model, version)
-        checks = []
-        for art in mv.artifacts:
-            try:
-                found = self.artifacts.hash_stored(art.sha256)
-            except FileNotFoundError:
-                checks.append(ArtifactCheck(art.name, art.sha256, False, "missing from the store"))
-                continue
-            ok = found == art.sha256
-            checks.append(ArtifactCheck(art.name, art.sha256, ok, "" if ok else f"content hashes to {found}"))
-        return VerifyReport(model, mv.number, all(c.ok for c in checks), checks)
 
     # ------------------------------------------------------------- comparison
     def compare(
