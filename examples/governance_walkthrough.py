@@ -78,7 +78,7 @@ def main() -> dict[str, Any]:
         ["age_group"],
         min_group_size=30,
     )
-    erased = erase_entity({"card_id": 1}, requested_by="privacy-officer", reason="GDPR Art. 17 request")
+    erased = erase_entity({"card_id": 7}, requested_by="privacy-officer", reason="GDPR Art. 17 request")
     report = check_compliance(registry, MODEL, champion.number, ["HIPAA", "EU_AI_ACT", "GDPR"])
     record_compliance(registry, report)
     paths = governance_report_flow(MODEL, str(champion.number), str(out))
@@ -89,7 +89,7 @@ def main() -> dict[str, Any]:
         failing = [r.rule_id for r in fw.results if r.status == "failed"]
         print(f"{fw.framework}: {fw.score:.0%} — failing: {', '.join(failing) or 'none'}")
     print(f"governance report: {paths['json']}\nmodel card: {paths['model_card']}")
-    print(f"erasure of card_id=1: removed {erased.removed}, verified: {erased.verified}")
+    print(f"erasure of card_id=7: removed {erased.removed}, verified: {erased.verified}")
     if not (erased.verified and Path(paths["model_card"]).exists() and report.risk_level == "high"):
         raise SystemExit("governance walk-through failed")
     return {"bias": bias, "compliance": {f.framework: f.score for f in report.frameworks}, **paths}
