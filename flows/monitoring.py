@@ -1,0 +1,29 @@
+"""Monitoring flows: drift of the prediction log's features against the version's reference.
+
+Example:
+    >>> from flows.monitoring import check_drift
+    >>> check_drift.name
+    'check-drift'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_table_artifact
+
+from tasks.monitoring import run_drift_check
+
+
+@flow(name="check-drift")
+def check_drift(model: str, version: str | None = None, window_hours: float = 24.0) -> dict[str, Any]:
+    """Check the last ``window_hours`` of a version's traffic (default: production) for drift."""
+    result = run_drift_check(model, version, window_hours)
+    rows = [{"column": c, "drifted": True} for c in result.get("drifted_columns", [])]
+    create_table_artifact(
+        table=rows or [{"column": "-", "drifted": False}],
+        key=f"drift-{model}".lower().replace("_", "-"),
+        description=f"{model} v{result['version']}: {result['rows']} rows, drift: {result['dataset_drift']}",
+    )
+    return result

@@ -1,0 +1,149 @@
+"""Monitoring steps: reference profiles stored with versions, drift checks on the prediction log, alerts.
+
+A version's reference profile (from its training data) is stored once in the
+artifact store, content-addressed and verified on read, with a
+``reference_profile`` report pointing at it. A drift check compares a window
+of the prediction log's features with that profile, records a ``drift_check``
+report (the evidence compliance rules and model cards read), raises
+de-duplicated alerts, and emits ``mlops.drift.detected`` for new ones.
+
+Example:
+    >>> from tasks.monitoring import drift_alerts
+    >>> callable(drift_alerts)
+    True
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.events import emit_event
+
+from storage.alerts import AlertStore
+from storage.errors import NotFoundError
+from storage.prediction_log import PredictionLog
+from storage.registry import Registry
+from storage.registry_reads import VersionRef
+from storage.reports import ReportStore, StoredReport
+from tasks.drift import DatasetDrift, detect_drift
+from tasks.profiles import ReferenceProfile, profile_from_dict
+from tasks.registry import open_registry
+
+DRIFT_EVENT = "mlops.drift.detected"
+
+
+def store_reference_profile(
+    registry: Registry, model: str, version: VersionRef, profile: ReferenceProfile
+) -> StoredReport:
+    """Keep a version's reference profile (content-addressed) and point a report at it."""
+    data = json.dumps(profile.to_dict()).encode()
+    ref = registry.artifacts.put_bytes(data)
+    return ReportStore(registry).save(
+        "reference_profile",
+        model,
+        version,
+        passed=True,
+        summary=f"{profile.rows} rows, {len(profile.columns)} columns",
+        payload={
+            "sha256": ref.sha256,
+            "size": ref.size,
+            "rows": profile.rows,
+            "columns": list(profile.columns),
+        },
+    )
+
+
+def load_reference_profile(registry: Registry, model: str, version: VersionRef) -> ReferenceProfile:
+    """The version's stored reference profile (its bytes verified)."""
+    found = ReportStore(registry).latest("reference_profile", model, version)
+    if found is None:
+        number = registry.get_version(model, version).number
+        raise NotFoundError(f"no reference profile stored for {model} version {number}")
+    raw = registry.artifacts.get_bytes(
+        found.payload["sha256"], name=f"{model}/{found.version}/reference profile"
+    )
+    return profile_from_dict(json.loads(raw))
+
+
+def feature_window(
+    log: PredictionLog, model: str, version: int, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """The features of the version's logged requests in ``[start, end)``, one column per feature."""
+    rows = log.read(model=model, start=start, end=end)
+    rows = rows[(rows["version"] == version) & (rows["status"] == "ok")]
+    if rows.empty:
+        return pd.DataFrame()
+    return pd.DataFrame([json.loads(text) for text in rows["features"]])
+
+
+def drift_alerts(drift: DatasetDrift) -> list[tuple[str, str, str]]:
+    """(severity, subject, message) per finding: critical for dataset drift, warning per column."""
+    found = [
+        ("warning", c.column, f"{c.method} effect {c.effect_size:.4g}, adjusted p {c.p_adjusted:.3g}")
+        for c in drift.columns
+        if c.drifted
+    ]
+    if drift.dataset_drift:
+        found.insert(
+            0,
+            ("critical", "dataset", f"{len(drift.drifted_columns)} of {len(drift.columns)} columns drifted"),
+        )
+    return found
+
+
+@task(name="check-drift-window")
+def run_drift_check(
+    model: str, version: VersionRef | None = None, window_hours: float = 24.0, end: datetime | None = None
+) -> dict[str, Any]:
+    """Compare the last window of logged features with the reference; record, alert, emit."""
+    registry = open_registry()
+    target = registry.get_version(model, version if version is not None else "production")
+    stop = end or datetime.now(UTC)
+    current = feature_window(
+        PredictionLog.from_settings(), model, target.number, stop - timedelta(hours=window_hours), stop
+    )
+    reports = ReportStore(registry)
+    if current.empty:
+        reports.save("drift_check", model, target.number, passed=True, summary="no requests in the window")
+        return {"model": model, "version": target.number, "rows": 0, "dataset_drift": False, "new_alerts": []}
+    drift = detect_drift(load_reference_profile(registry, model, target.number), current, on_invalid="skip")
+    summary = f"{len(drift.drifted_columns)} of {len(drift.columns)} columns drifted on {len(current)} rows"
+    if drift.untestable:
+        summary += f"; untestable: {', '.join(sorted(drift.untestable))}"
+    reports.save(
+        "drift_check",
+        model,
+        target.number,
+        passed=not drift.dataset_drift,
+        summary=summary,
+        payload=drift.to_dict(),
+    )
+    new_alerts = []
+    store = AlertStore(registry)
+    for severity, subject, message in drift_alerts(drift):
+        alert = store.raise_alert(
+            model, target.number, kind="drift", severity=severity, subject=subject, message=message
+        )
+        if alert.new:
+            new_alerts.append(alert.to_dict())
+            emit_event(
+                DRIFT_EVENT,
+                resource={
+                    "prefect.resource.id": f"mlops.model-version.{model}.{target.number}",
+                    "mlops.model": model,
+                },
+                payload={"severity": severity, "subject": subject, "message": message},
+            )
+    return {
+        "model": model,
+        "version": target.number,
+        "rows": len(current),
+        "dataset_drift": drift.dataset_drift,
+        "drifted_columns": list(drift.drifted_columns),
+        "untestable": dict(drift.untestable),
+        "new_alerts": new_alerts,
+    }

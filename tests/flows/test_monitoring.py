@@ -1,0 +1,112 @@
+"""check-drift on the prediction log: evidence, de-duplicated alerts, events, untestable columns."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from prefect.client.orchestration import get_client
+
+from flows.monitoring import check_drift
+from storage.alerts import AlertStore, health_score
+from storage.errors import NotFoundError
+from storage.prediction_log import PredictionLog
+from storage.registry import Registry
+from storage.reports import ReportStore
+from tasks.monitoring import load_reference_profile, store_reference_profile
+from tasks.profiles import build_profile
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def _frame(n: int, shift: float, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"amount": rng.normal(shift, 1.0, n), "age": rng.normal(40, 10, n)})
+
+
+def _log(frame: pd.DataFrame, version: int = 1) -> None:
+    PredictionLog.from_settings().append(
+        [
+            {
+                "request_id": uuid.uuid4().hex,
+                "model": "fraud",
+                "version": version,
+                "ts": NOW - timedelta(minutes=30),
+                "entity_key": None,
+                "features": json.dumps(row),
+                "prediction": "0",
+                "latency_ms": 3.0,
+                "status": "ok",
+            }
+            for row in frame.to_dict("records")
+        ]
+    )
+
+
+@pytest.fixture
+def fraud() -> Registry:
+    registry = Registry.from_settings()
+    registry.create_model("fraud")
+    registry.create_version("fraud", framework="sklearn")
+    registry.transition_stage("fraud", 1, "staging")
+    registry.transition_stage("fraud", 1, "production")
+    store_reference_profile(registry, "fraud", 1, build_profile(_frame(20_000, 0.0, 1)))
+    return registry
+
+
+def _events(name: str) -> list[dict[str, Any]]:
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.drain_all()
+    for _ in range(40):
+        with get_client(sync_client=True) as client:
+            found = client.request(
+                "POST", "/events/filter", json={"filter": {"event": {"name": [name]}}, "limit": 50}
+            ).json()["events"]
+        if found:
+            return list(found)
+        time.sleep(0.25)
+    return []
+
+
+def test_reference_profile_round_trips_through_the_artifact_store(fraud: Registry) -> None:
+    profile = load_reference_profile(fraud, "fraud", 1)
+    assert set(profile.columns) == {"amount", "age"} and profile.rows == 20_000
+    fraud.create_version("fraud", framework="sklearn")
+    with pytest.raises(NotFoundError, match="no reference profile stored for fraud version 2"):
+        load_reference_profile(fraud, "fraud", 2)
+
+
+def test_shifted_column_alerts_once_and_is_recorded_as_evidence(fraud: Registry) -> None:
+    _log(_frame(5_000, 0.5, 7))  # seed 7: the unshifted column is far from significance (p 0.66)
+    first = check_drift("fraud", window_hours=2)
+    # One of two columns drifted: that reaches the dataset-drift share (0.5) too.
+    assert first["drifted_columns"] == ["amount"] and first["dataset_drift"] is True
+    assert sorted((a["severity"], a["subject"]) for a in first["new_alerts"]) == [
+        ("critical", "dataset"),
+        ("warning", "amount"),
+    ]
+    evidence = ReportStore(fraud).latest("drift_check", "fraud", 1)
+    assert evidence is not None and not evidence.passed and "1 of 2 columns drifted" in evidence.summary
+    again = check_drift("fraud", window_hours=2)
+    assert again["new_alerts"] == []  # the same drift on the same columns: counted, not re-raised
+    alerts = AlertStore(fraud).open_alerts("fraud")
+    assert sorted((a.subject, a.count) for a in alerts) == [("amount", 2), ("dataset", 2)]
+    assert health_score(alerts) == 75.0
+    events = _events("mlops.drift.detected")
+    assert sorted(e["payload"]["subject"] for e in events) == ["amount", "dataset"]
+
+
+def test_no_shift_no_alert_and_untestable_columns_are_named(fraud: Registry) -> None:
+    window = _frame(5_000, 0.0, 3).assign(age="n/a")  # a column of another type
+    _log(window)
+    result = check_drift("fraud", window_hours=2)
+    assert result["drifted_columns"] == [] and result["new_alerts"] == []
+    assert "age" in result["untestable"]
