@@ -26,6 +26,7 @@ from mlops.cli_audit import audit_app
 from mlops.cli_compliance import attest, compliance_app, risk
 from mlops.cli_features import app as features_app
 from mlops.cli_governance import erase, lineage_app
+from mlops.cli_monitoring import alerts_app, monitor_app
 from mlops.cli_registry import registry_app
 
 app = typer.Typer(
@@ -40,6 +41,8 @@ app.add_typer(approvals_app, name="approvals")
 app.add_typer(features_app, name="features")
 app.add_typer(compliance_app, name="compliance")
 app.add_typer(lineage_app, name="lineage")
+app.add_typer(monitor_app, name="monitor")
+app.add_typer(alerts_app, name="alerts")
 app.command("attest")(attest)
 app.command("risk")(risk)
 app.command("erase")(erase)

@@ -31,6 +31,7 @@ from storage.registry_reads import VersionRef
 from storage.reports import ReportStore, StoredReport
 from tasks.drift import DatasetDrift, detect_drift
 from tasks.profiles import ReferenceProfile, profile_from_dict
+from tasks.promotion import prefect_api_configured
 from tasks.registry import open_registry
 
 DRIFT_EVENT = "mlops.drift.detected"
@@ -130,6 +131,7 @@ def run_drift_check(
         )
         if alert.new:
             new_alerts.append(alert.to_dict())
+        if alert.new and prefect_api_configured():
             emit_event(
                 DRIFT_EVENT,
                 resource={
