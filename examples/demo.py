@@ -13,13 +13,20 @@ from typing import Any
 
 from rich.console import Console
 
-from examples import features_walkthrough, governance_walkthrough, promotion_walkthrough, registry_walkthrough
+from examples import (
+    features_walkthrough,
+    governance_walkthrough,
+    monitoring_walkthrough,
+    promotion_walkthrough,
+    registry_walkthrough,
+)
 
 STEPS: list[tuple[str, Callable[[], Any]]] = [
     ("feature store: define, ingest, point-in-time training set, online reads", features_walkthrough.main),
     ("model registry: train, register, compare, stage, verify", registry_walkthrough.main),
     ("promotion: evidence gate, two reviewers, production + champion", promotion_walkthrough.main),
     ("governance: lineage, bias, AI Act risk, compliance, model card, erasure", governance_walkthrough.main),
+    ("monitoring: reference profile, live traffic, drift check, alerts, health", monitoring_walkthrough.main),
 ]
 
 

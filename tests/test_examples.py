@@ -17,6 +17,7 @@ def test_demo_steps_run_in_order(capsys: pytest.CaptureFixture[str]) -> None:
     assert "point-in-time training set: 4 rows" in out
     assert "request 1: promoted with 2 approvals" in out
     assert "EU AI Act risk level: high" in out and "verified: True" in out
+    assert "drifted ['mean radius']" in out
     registry = Registry.from_settings()
     champion = registry.get_version("breast-cancer", "@champion")
     assert champion.stage == "production" and champion.metrics["auc_roc"] > 0.95
