@@ -2,8 +2,8 @@
 
 Example:
     >>> from flows.monitoring import check_drift
-    >>> check_drift.name
-    'check-drift'
+    >>> (check_drift.name, check_performance.name)
+    ('check-drift', 'check-performance')
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from tasks.monitoring import run_drift_check
+from tasks.monitoring import run_drift_check, run_performance_check
 
 
 @flow(name="check-drift")
@@ -27,3 +27,15 @@ def check_drift(model: str, version: str | None = None, window_hours: float = 24
         description=f"{model} v{result['version']}: {result['rows']} rows, drift: {result['dataset_drift']}",
     )
     return result
+
+
+@flow(name="check-performance")
+def check_performance(
+    model: str,
+    labels_path: str,
+    version: str | None = None,
+    window_hours: float = 24.0,
+    tolerance: float = 0.02,
+) -> dict[str, Any]:
+    """Join delayed ground truth (a file of request_id, label) and check the version still performs."""
+    return run_performance_check(model, labels_path, version, window_hours, tolerance)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from prefect import task
@@ -30,11 +30,13 @@ from storage.registry import Registry
 from storage.registry_reads import VersionRef
 from storage.reports import ReportStore, StoredReport
 from tasks.drift import DatasetDrift, detect_drift
+from tasks.performance import join_ground_truth
 from tasks.profiles import ReferenceProfile, profile_from_dict
 from tasks.promotion import prefect_api_configured
 from tasks.registry import open_registry
 
 DRIFT_EVENT = "mlops.drift.detected"
+PERFORMANCE_EVENT = "mlops.performance.degraded"
 
 
 def store_reference_profile(
@@ -147,5 +149,87 @@ def run_drift_check(
         "dataset_drift": drift.dataset_drift,
         "drifted_columns": list(drift.drifted_columns),
         "untestable": dict(drift.untestable),
+        "new_alerts": new_alerts,
+    }
+
+
+@task(name="check-performance-window")
+def run_performance_check(
+    model: str,
+    labels_path: str,
+    version: VersionRef | None = None,
+    window_hours: float = 24.0,
+    tolerance: float = 0.02,
+    task_kind: Literal["classification", "regression"] = "classification",
+    end: datetime | None = None,
+) -> dict[str, Any]:
+    """Join delayed labels to the logged predictions, compare with the version's metrics, alert.
+
+    The reference is the version's own registered metrics (accuracy, F1, ...
+    as logged at training time); every metric both sides have is compared
+    with ``tolerance``.
+    """
+    from storage.features import read_table
+    from tasks.streaming import concept_drift
+
+    registry = open_registry()
+    target = registry.get_version(model, version if version is not None else "production")
+    stop = end or datetime.now(UTC)
+    log = PredictionLog.from_settings().read(
+        model=model, start=stop - timedelta(hours=window_hours), end=stop
+    )
+    log = log[log["version"] == target.number]
+    joined = join_ground_truth(log, read_table(labels_path))
+    known = (
+        ("accuracy", "precision", "recall", "f1", "auc_roc")
+        if task_kind == "classification"
+        else ("rmse", "mae")
+    )
+    reference = {k: v for k, v in target.metrics.items() if k in known}
+    result = concept_drift(
+        joined,
+        reference,
+        tolerance={k: tolerance for k in reference},
+        task=task_kind,
+        window=f"{max(1, round(window_hours))}h",
+    )
+    ReportStore(registry).save(
+        "performance_check",
+        model,
+        target.number,
+        passed=not result.performance_degraded,
+        summary=result.summary,
+        payload=result.to_dict(),
+    )
+    store, new_alerts = AlertStore(registry), []
+    for finding in result.findings:
+        if finding.severity not in ("critical", "warning"):
+            continue
+        alert = store.raise_alert(
+            model,
+            target.number,
+            kind="performance",
+            severity=finding.severity,
+            subject=finding.metric,
+            message=finding.message,
+        )
+        if alert.new:
+            new_alerts.append(alert.to_dict())
+        if alert.new and prefect_api_configured():
+            emit_event(
+                PERFORMANCE_EVENT,
+                resource={
+                    "prefect.resource.id": f"mlops.model-version.{model}.{target.number}",
+                    "mlops.model": model,
+                },
+                payload={"severity": finding.severity, "metric": finding.metric, "message": finding.message},
+            )
+    return {
+        "model": model,
+        "version": target.number,
+        "labelled": result.labelled_rows,
+        "degraded": result.performance_degraded,
+        "concept_drift": result.concept_drift,
+        "summary": result.summary,
         "new_alerts": new_alerts,
     }

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
 
-from flows.monitoring import check_drift
+from flows.monitoring import check_drift, check_performance
 from storage.alerts import AlertStore, health_score
 from storage.errors import NotFoundError
 from storage.prediction_log import PredictionLog
@@ -110,3 +110,38 @@ def test_no_shift_no_alert_and_untestable_columns_are_named(fraud: Registry) -> 
     result = check_drift("fraud", window_hours=2)
     assert result["drifted_columns"] == [] and result["new_alerts"] == []
     assert "age" in result["untestable"]
+
+
+def test_delayed_labels_reveal_degraded_performance(fraud: Registry, tmp_path: Any) -> None:
+    registry = Registry.from_settings()
+    registry.create_model("churn")
+    registry.create_version("churn", framework="sklearn", metrics={"accuracy": 0.9})
+    rng = np.random.default_rng(4)
+    truth = rng.integers(0, 2, 1_000)
+    wrong = rng.random(1_000) < 0.3  # the model is now right 70% of the time
+    predicted = np.where(wrong, 1 - truth, truth)
+    ids = [uuid.uuid4().hex for _ in range(1_000)]
+    PredictionLog.from_settings().append(
+        [
+            {
+                "request_id": rid,
+                "model": "churn",
+                "version": 1,
+                "ts": NOW - timedelta(minutes=40),
+                "features": "{}",
+                "prediction": json.dumps(int(p)),
+                "latency_ms": 2.0,
+                "status": "ok",
+            }
+            for rid, p in zip(ids, predicted, strict=True)
+        ]
+    )
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"request_id": ids[:800], "label": truth[:800]}).to_csv(labels, index=False)  # 80% arrived
+    result = check_performance("churn", str(labels), version="1", window_hours=2, tolerance=0.05)
+    assert result["degraded"] is True and result["labelled"] == 800
+    [alert] = AlertStore(registry).open_alerts("churn")
+    assert (alert.kind, alert.subject, alert.severity) == ("performance", "accuracy", "critical")
+    evidence = ReportStore(registry).latest("performance_check", "churn", 1)
+    assert evidence is not None and not evidence.passed
+    assert _events("mlops.performance.degraded")
