@@ -1,7 +1,8 @@
 """Governance of the champion: lineage, bias, EU AI Act risk, compliance, model card, erasure.
 
 Runs after the registry and promotion walk-throughs (``make demo`` runs all).
-The breast-cancer champion is declared a high-risk diagnosis model; its
+The breast-cancer champion is declared a high-risk diagnosis model and gets
+its explainer (SHAP) and global feature importance; its
 training data is registered with its PII flag and retention; a bias check
 scores held-out data with the registered version across a synthetic
 age-group attribute; compliance is checked against evidence (rules whose
@@ -26,6 +27,8 @@ from storage.errors import AlreadyExistsError
 from storage.lineage import LineageStore
 from storage.registry import Registry
 from tasks.compliance import check_compliance, record_compliance
+from tasks.explain import explain_prediction, global_importance, make_explainer
+from tasks.scoring import load_sklearn_model
 
 MODEL = "breast-cancer"
 DATASET = "breast-cancer-wisconsin"
@@ -53,6 +56,17 @@ def declare(registry: Registry, version: int) -> None:
     lineage.record_usage(DATASET, user_kind="model_version", user_name=f"{MODEL}/{version}")
 
 
+def explain(registry: Registry, version: int) -> str:
+    """Attach the explainer and global importance to the version; explain one prediction."""
+    data = load_breast_cancer(as_frame=True).data
+    estimator = load_sklearn_model(registry, MODEL, version)
+    explainer = make_explainer(estimator, data.sample(100, random_state=0))
+    registry.set_version_extra(MODEL, version, "explainer", explainer.explainer_config())
+    registry.set_version_extra(MODEL, version, "global_importance", global_importance(explainer, data))
+    first = explain_prediction(explainer, data.iloc[[0]], top=3)
+    return ", ".join(f"{f.feature} ({f.direction})" for f in first.factors)
+
+
 def holdout_with_age_groups(folder: Path) -> Path:
     """Held-out rows with a synthetic age-group attribute (the data set has none)."""
     data = load_breast_cancer(as_frame=True)
@@ -78,12 +92,14 @@ def main() -> dict[str, Any]:
         ["age_group"],
         min_group_size=30,
     )
+    factors = explain(registry, champion.number)
     erased = erase_entity({"card_id": 7}, requested_by="privacy-officer", reason="GDPR Art. 17 request")
     report = check_compliance(registry, MODEL, champion.number, ["HIPAA", "EU_AI_ACT", "GDPR"])
     record_compliance(registry, report)
     paths = governance_report_flow(MODEL, str(champion.number), str(out))
     verdict = "passed" if bias["passed"] else "FAILED"
     print(f"bias check of version {champion.number}: {verdict} — {bias['summary']}")
+    print(f"explainer stored; top factors of the first patient: {factors}")
     print(f"EU AI Act risk level: {report.risk_level}")
     for fw in report.frameworks:
         failing = [r.rule_id for r in fw.results if r.status == "failed"]

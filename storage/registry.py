@@ -48,6 +48,7 @@ from storage.registry_reads import MetricFilter, parse_metric_filter
 from storage.semver import BUMPS, Bump, SemVer
 from storage.validation import check_json, check_metrics, check_name, check_tags
 from storage.version_files import VersionFilesMixin
+from storage.version_updates import VersionUpdatesMixin
 
 VersionRef = int | str
 ArtifactSource = bytes | str | Path
@@ -97,7 +98,7 @@ def _artifact_kind(name: str) -> str:
     return _KINDS.get(Path(name).suffix.lower(), "file")
 
 
-class Registry(VersionFilesMixin, LifecycleMixin):
+class Registry(VersionUpdatesMixin, VersionFilesMixin, LifecycleMixin):
     """Models and their versions in one metadata database and artifact store.
 
     Args:
@@ -432,28 +433,6 @@ class Registry(VersionFilesMixin, LifecycleMixin):
         return inserted_id(
             conn, t.datasets.insert().values(uri=uri, content_hash=content_hash, created_at=now)
         )
-
-    def set_version_tag(
-        self, model: str, version: VersionRef, key: str, value: Any, *, actor: str | None = None
-    ) -> None:
-        """Set one tag on a version."""
-        tag = check_tags({key: value})
-        vt = t.version_tags.c
-        with self.db.write() as conn:
-            model_id = self._model_id(conn, model, lock=True)
-            version_id = self._version_id(conn, model_id, model, version)
-            old = conn.execute(sa.select(vt.value).where(vt.version_id == version_id, vt.key == key)).scalar()
-            conn.execute(t.version_tags.delete().where(vt.version_id == version_id, vt.key == key))
-            conn.execute(t.version_tags.insert().values(version_id=version_id, key=key, value=tag[key]))
-            append_entry(
-                conn,
-                actor=actor or self.actor,
-                action="version.tag",
-                entity_type="model_version",
-                entity_id=f"{model}/{self._number(conn, version_id)}",
-                before={key: old},
-                after={key: tag[key]},
-            )
 
     # ------------------------------------------------------------- comparison
     def compare(

@@ -347,3 +347,14 @@ def test_read_records_carry_every_field(fraud: Registry) -> None:
     assert set(vars(read)) == {f.name for f in fields(ModelVersion)}
     with pytest.raises(AttributeError):
         read.stage = "production"  # type: ignore[misc]
+
+
+def test_extra_metadata_can_be_added_later_and_is_audited(fraud: Registry) -> None:
+    fraud.create_version("fraud", framework="sklearn", extra={"team": "risk"})
+    updated = fraud.set_version_extra("fraud", 1, "explainer", {"kind": "shap.TreeExplainer"})
+    assert updated.extra == {"team": "risk", "explainer": {"kind": "shap.TreeExplainer"}}
+    assert fraud.get_version("fraud", 1).extra == updated.extra
+    last = AuditLog(fraud.db).entries(action="version.extra")[-1]
+    assert (last.before, last.after) == ({"explainer": None}, {"explainer": {"kind": "shap.TreeExplainer"}})
+    with pytest.raises(ValidationError, match="must be JSON-serialisable"):
+        fraud.set_version_extra("fraud", 1, "bad", object())
