@@ -35,6 +35,40 @@ def _postgres_reason() -> str | None:
 
 _PG_REASON = _postgres_reason()
 
+REDIS_URL = os.environ.get("MLOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _redis_reason() -> str | None:
+    try:
+        import redis
+
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except Exception as exc:  # any failure: nothing to test against
+        return f"no Redis server answers at {REDIS_URL}: {type(exc).__name__}"
+    return None
+
+
+_REDIS_REASON = _redis_reason()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def online_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The online store URL: a SQLite file, and a unique key prefix on the real Redis (skips without one)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'online.db'}"
+        return
+    if _REDIS_REASON:
+        pytest.skip(_REDIS_REASON)
+    import redis
+
+    prefix = f"mlops-test-{uuid.uuid4().hex}:"
+    yield f"{REDIS_URL}?prefix={prefix}"
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,40 +19,7 @@ from storage.online_store import entity_key
 from storage.prediction_log import PredictionLog
 from storage.schema import erasures
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
-
-
-def _redis_reason() -> str | None:
-    try:
-        import redis
-
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except Exception as exc:  # any failure: nothing to test against
-        return f"no Redis server answers at {REDIS_URL}: {type(exc).__name__}"
-    return None
-
-
-_REDIS_REASON = _redis_reason()
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def online_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A SQLite online store, and a unique key prefix on the real Redis."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'online.db'}"
-        return
-    if _REDIS_REASON:
-        pytest.skip(_REDIS_REASON)
-    import redis
-
-    prefix = f"mlops-test-{uuid.uuid4().hex}:"
-    yield f"{REDIS_URL}?prefix={prefix}"
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 @pytest.fixture
