@@ -14,6 +14,7 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from tasks.monitoring import run_drift_check, run_performance_check
+from tasks.monitoring_report import publish_monitoring_report
 
 
 @flow(name="check-drift")
@@ -39,3 +40,11 @@ def check_performance(
 ) -> dict[str, Any]:
     """Join delayed ground truth (a file of request_id, label) and check the version still performs."""
     return run_performance_check(model, labels_path, version, window_hours, tolerance)
+
+
+@flow(name="monitoring-report")
+def monitoring_report_flow(
+    model: str, version: str | None = None, evidently: bool = False, out_dir: str = "monitoring"
+) -> dict[str, Any]:
+    """Publish a version's monitoring summary (and, if asked, Evidently's HTML drift report)."""
+    return publish_monitoring_report(model, version, evidently, out_dir)

@@ -52,6 +52,33 @@ def drift(
         say(f"  untestable: {column} ({why})")
 
 
+@monitor_app.command("report")
+def report(
+    name: NameArg,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Version REF (default: production).")
+    ] = None,
+    evidently: Annotated[
+        bool, typer.Option("--evidently", help="Also write Evidently's HTML drift report (slow).")
+    ] = False,
+    out_dir: Annotated[str, typer.Option("--out", help="Folder for the Evidently report.")] = "monitoring",
+    as_json: JsonOpt = False,
+) -> None:
+    """Drift, performance, open alerts, health score and feature importance of a version."""
+    from tasks.monitoring_report import evidently_html, monitoring_report, report_markdown
+
+    with open_registry() as registry:
+        found = monitoring_report(registry, name, version)
+        if evidently:
+            found["evidently_html"] = str(evidently_html(registry, name, found["version"], out_dir))
+    if as_json:
+        render.emit_json(found)
+        return
+    render.console().print(report_markdown(found), markup=False)
+    if evidently:
+        say(f"Evidently report: {found['evidently_html']}")
+
+
 @alerts_app.command("list")
 def list_alerts(
     model: Annotated[str | None, typer.Option(help="Only this model's alerts.")] = None,

@@ -145,3 +145,15 @@ def test_delayed_labels_reveal_degraded_performance(fraud: Registry, tmp_path: A
     evidence = ReportStore(registry).latest("performance_check", "churn", 1)
     assert evidence is not None and not evidence.passed
     assert _events("mlops.performance.degraded")
+
+
+def test_monitoring_report_flow_summarises_and_writes_evidently_html(fraud: Registry, tmp_path: Any) -> None:
+    from flows.monitoring import monitoring_report_flow
+
+    _log(_frame(1_000, 0.5, 7))
+    check_drift("fraud", window_hours=2)
+    report = monitoring_report_flow("fraud", "1", evidently=True, out_dir=str(tmp_path / "reports"))
+    assert report["health"] == 75.0 and report["drift"]["passed"] is False
+    assert {a["subject"] for a in report["alerts"]} == {"amount", "dataset"}
+    html = tmp_path / "reports" / "fraud-v1-evidently-drift.html"
+    assert html.exists() and html.stat().st_size > 10_000

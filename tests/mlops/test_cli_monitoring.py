@@ -58,3 +58,12 @@ def test_drift_alerts_and_resolve_from_the_command_line() -> None:
     assert "resolved alert" in ok("alerts", "resolve", str(first)).stdout
     assert len(ok_json("alerts", "list", "--model", "fraud")["alerts"]) == 1
     assert "alert 999 does not exist" in failed("alerts", "resolve", "999").stderr
+
+
+def test_monitor_report_without_checks_says_so() -> None:
+    registry = Registry.from_settings()
+    registry.create_model("quiet")
+    registry.create_version("quiet", framework="sklearn")
+    found = ok_json("monitor", "report", "quiet", "--version", "1")
+    assert (found["health"], found["drift"], found["alerts"]) == (100.0, None, [])
+    assert "no check recorded" in ok("monitor", "report", "quiet", "--version", "1").stdout
