@@ -13,8 +13,9 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from tasks.monitoring import run_drift_check, run_performance_check
+from tasks.monitoring import profile_files, run_drift_check, run_performance_check, store_reference_profile
 from tasks.monitoring_report import publish_monitoring_report
+from tasks.registry import open_registry
 
 
 @flow(name="check-drift")
@@ -48,3 +49,16 @@ def monitoring_report_flow(
 ) -> dict[str, Any]:
     """Publish a version's monitoring summary (and, if asked, Evidently's HTML drift report)."""
     return publish_monitoring_report(model, version, evidently, out_dir)
+
+
+@flow(name="build-reference-profile")
+def build_reference_profile(
+    model: str,
+    version: str,
+    paths: list[str],
+    categorical: list[str] | None = None,
+    target: str | None = None,
+) -> dict[str, Any]:
+    """Profile a version's training data (Parquet files, chunk by chunk) and store it with the version."""
+    profile = profile_files(paths, categorical=categorical or [], target=target)
+    return store_reference_profile(open_registry(), model, version, profile).to_dict()

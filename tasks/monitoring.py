@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -31,7 +32,7 @@ from storage.registry_reads import VersionRef
 from storage.reports import ReportStore, StoredReport
 from tasks.drift import DatasetDrift, detect_drift
 from tasks.performance import join_ground_truth
-from tasks.profiles import ReferenceProfile, profile_from_dict
+from tasks.profiles import ReferenceProfile, build_profile, merge_profiles, profile_from_dict
 from tasks.promotion import prefect_api_configured
 from tasks.registry import open_registry
 
@@ -58,6 +59,48 @@ def store_reference_profile(
             "columns": list(profile.columns),
         },
     )
+
+
+@task(name="profile-chunk", retries=1)
+def profile_chunk(
+    path: str, offset: int, edges: dict[str, list[float]], categorical: list[str], target: str | None
+) -> dict[str, Any]:
+    """Profile one Parquet file of a larger reference set (runs on a Dask worker)."""
+    frame = pd.read_parquet(path)
+    profile = build_profile(frame, categorical=categorical, target=target, edges=edges, offset=offset)
+    return profile.to_dict()
+
+
+def profile_files(
+    paths: list[str],
+    *,
+    categorical: Sequence[str] = (),
+    target: str | None = None,
+) -> ReferenceProfile:
+    """Profile Parquet files chunk by chunk and merge exactly: one file in memory at a time.
+
+    Histogram edges are frozen from the first file; every chunk keeps its
+    global row offset, so the merged profile is the one the whole data would
+    give. Inside a flow on a Dask task runner the chunks fan out to the workers.
+    """
+    import pyarrow.parquet as pq
+
+    if not paths:
+        raise NotFoundError("no reference files to profile")
+    rows = [pq.ParquetFile(p).metadata.num_rows for p in paths]
+    offsets = [sum(rows[:i]) for i in range(len(rows))]
+    first = build_profile(pd.read_parquet(paths[0]), categorical=list(categorical), target=target)
+    edges = first.edges()
+    futures = [
+        profile_chunk.submit(p, o, edges, list(categorical), target)
+        for p, o in zip(paths, offsets, strict=True)
+    ]
+    merged = None
+    for future in futures:
+        part = profile_from_dict(future.result())
+        merged = part if merged is None else merge_profiles(merged, part)
+    assert merged is not None
+    return merged
 
 
 def load_reference_profile(registry: Registry, model: str, version: VersionRef) -> ReferenceProfile:

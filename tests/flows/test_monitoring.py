@@ -157,3 +157,27 @@ def test_monitoring_report_flow_summarises_and_writes_evidently_html(fraud: Regi
     assert {a["subject"] for a in report["alerts"]} == {"amount", "dataset"}
     html = tmp_path / "reports" / "fraud-v1-evidently-drift.html"
     assert html.exists() and html.stat().st_size > 10_000
+
+
+def test_reference_profile_built_in_chunks_on_dask_equals_one_pass(
+    fraud: Registry, dask_cluster: Any, tmp_path: Any
+) -> None:
+    from prefect_dask import DaskTaskRunner
+
+    from flows.monitoring import build_reference_profile
+
+    frame = _frame(9_000, 0.0, 11).assign(plan=np.random.default_rng(2).choice(["a", "b", "c"], 9_000))
+    paths = []
+    for i, part in enumerate(np.array_split(frame, 3)):
+        paths.append(str(tmp_path / f"part-{i}.parquet"))
+        part.to_parquet(paths[-1])
+    runner = DaskTaskRunner(address=dask_cluster.scheduler_address)
+    stored = build_reference_profile.with_options(task_runner=runner)("fraud", "1", paths, ["plan"])
+    assert stored["kind"] == "reference_profile"
+    chunked = load_reference_profile(fraud, "fraud", 1)
+    first = build_profile(pd.read_parquet(paths[0]), categorical=["plan"])
+    whole = build_profile(frame.reset_index(drop=True), categorical=["plan"], edges=first.edges())
+    assert chunked.rows == whole.rows == 9_000
+    assert chunked.columns["plan"].to_dict() == whole.columns["plan"].to_dict()
+    assert chunked.columns["amount"].counts.tolist() == whole.columns["amount"].counts.tolist()
+    assert chunked.columns["amount"].sample.tolist() == whole.columns["amount"].sample.tolist()
