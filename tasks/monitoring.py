@@ -116,14 +116,31 @@ def load_reference_profile(registry: Registry, model: str, version: VersionRef) 
 
 
 def feature_window(
-    log: PredictionLog, model: str, version: int, start: datetime, end: datetime
+    log: PredictionLog,
+    model: str,
+    version: int,
+    start: datetime,
+    end: datetime,
+    *,
+    prediction_column: str | None = None,
 ) -> pd.DataFrame:
-    """The features of the version's logged requests in ``[start, end)``, one column per feature."""
+    """The features of the version's logged requests in ``[start, end)``, one column per feature.
+
+    With ``prediction_column``, the logged predictions are added under that
+    name (the label of ``{"label": ..., "score": ...}`` objects), so a profile
+    that recorded the training predictions checks prediction drift too.
+    """
     rows = log.read(model=model, start=start, end=end)
     rows = rows[(rows["version"] == version) & (rows["status"] == "ok")]
     if rows.empty:
         return pd.DataFrame()
-    return pd.DataFrame([json.loads(text) for text in rows["features"]])
+    frame = pd.DataFrame([json.loads(text) for text in rows["features"]])
+    if prediction_column:
+        values = [json.loads(text) for text in rows["prediction"]]
+        frame[prediction_column] = [
+            v.get("label", v.get("value")) if isinstance(v, dict) else v for v in values
+        ]
+    return frame
 
 
 def drift_alerts(drift: DatasetDrift) -> list[tuple[str, str, str]]:
@@ -149,14 +166,20 @@ def run_drift_check(
     registry = open_registry()
     target = registry.get_version(model, version if version is not None else "production")
     stop = end or datetime.now(UTC)
+    reference = load_reference_profile(registry, model, target.number)
     current = feature_window(
-        PredictionLog.from_settings(), model, target.number, stop - timedelta(hours=window_hours), stop
+        PredictionLog.from_settings(),
+        model,
+        target.number,
+        stop - timedelta(hours=window_hours),
+        stop,
+        prediction_column=reference.prediction,
     )
     reports = ReportStore(registry)
     if current.empty:
         reports.save("drift_check", model, target.number, passed=True, summary="no requests in the window")
         return {"model": model, "version": target.number, "rows": 0, "dataset_drift": False, "new_alerts": []}
-    drift = detect_drift(load_reference_profile(registry, model, target.number), current, on_invalid="skip")
+    drift = detect_drift(reference, current, on_invalid="skip")
     summary = f"{len(drift.drifted_columns)} of {len(drift.columns)} columns drifted on {len(current)} rows"
     if drift.untestable:
         summary += f"; untestable: {', '.join(sorted(drift.untestable))}"

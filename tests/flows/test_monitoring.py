@@ -181,3 +181,31 @@ def test_reference_profile_built_in_chunks_on_dask_equals_one_pass(
     assert chunked.columns["plan"].to_dict() == whole.columns["plan"].to_dict()
     assert chunked.columns["amount"].counts.tolist() == whole.columns["amount"].counts.tolist()
     assert chunked.columns["amount"].sample.tolist() == whole.columns["amount"].sample.tolist()
+
+
+def test_prediction_drift_is_checked_when_the_profile_recorded_predictions(fraud: Registry) -> None:
+    rng = np.random.default_rng(8)
+    training = _frame(10_000, 0.0, 9).assign(pred=(rng.random(10_000) < 0.2).astype(int))
+    fraud.create_version("fraud", framework="sklearn")
+    store_reference_profile(
+        fraud, "fraud", 2, build_profile(training, categorical=["pred"], prediction="pred")
+    )
+    window = _frame(3_000, 0.0, 10)
+    predictions = (rng.random(3_000) < 0.5).astype(int)  # the model now flags half the traffic
+    PredictionLog.from_settings().append(
+        [
+            {
+                "request_id": uuid.uuid4().hex,
+                "model": "fraud",
+                "version": 2,
+                "ts": NOW - timedelta(minutes=20),
+                "features": json.dumps(row),
+                "prediction": json.dumps({"label": int(p), "score": 0.5}),
+                "latency_ms": 3.0,
+                "status": "ok",
+            }
+            for row, p in zip(window.to_dict("records"), predictions, strict=True)
+        ]
+    )
+    result = check_drift("fraud", "2", window_hours=2)
+    assert "pred" in result["drifted_columns"]  # the prediction rate moved from 0.2 to 0.5
