@@ -40,8 +40,26 @@ def _stored(registry: Registry, kind: str, model: str, number: int) -> dict[str,
     return {"passed": found.passed, "summary": found.summary, "at": found.created_at.isoformat()}
 
 
-def monitoring_report(registry: Registry, model: str, version: VersionRef | None = None) -> dict[str, Any]:
-    """Drift, performance, open alerts, health score and global importance of a version."""
+def operations(model: str, version: int, window_hours: float = 24.0) -> dict[str, Any] | None:
+    """Requests, throughput, error rate and latency percentiles of a version over the last window."""
+    from tasks.performance import operational_metrics
+
+    stop = datetime.now(UTC)
+    log = PredictionLog.from_settings().read(
+        model=model, start=stop - timedelta(hours=window_hours), end=stop
+    )
+    log = log[log["version"] == version]
+    if log.empty:
+        return None
+    row = operational_metrics(log, f"{max(1, round(window_hours * 60))}min").iloc[-1]
+    keys = ("count", "throughput_per_s", "error_rate", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
+    return {k: (None if pd.isna(row[k]) else float(row[k])) for k in keys}
+
+
+def monitoring_report(
+    registry: Registry, model: str, version: VersionRef | None = None, *, window_hours: float = 24.0
+) -> dict[str, Any]:
+    """Drift, performance, operations, open alerts, health score and global importance of a version."""
     target = registry.get_version(model, version if version is not None else "production")
     alerts = [a for a in AlertStore(registry).open_alerts(model) if a.version in (None, target.number)]
     return {
@@ -51,6 +69,7 @@ def monitoring_report(registry: Registry, model: str, version: VersionRef | None
         "health": health_score(alerts),
         "drift": _stored(registry, "drift_check", model, target.number),
         "performance": _stored(registry, "performance_check", model, target.number),
+        "operations": operations(model, target.number, window_hours),
         "alerts": [a.to_dict() for a in alerts],
         "global_importance": target.extra.get("global_importance", {}),
     }
@@ -70,6 +89,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
         f"- **drift**: {line(report['drift'])}",
         f"- **performance**: {line(report['performance'])}",
+        f"- **operations**: {_operations_line(report.get('operations'))}",
         f"- **open alerts**: {len(report['alerts'])}",
         *[
             f"  - {a['severity']} {a['kind']} `{a['subject']}` ×{a['count']}: {a['message']}"
@@ -78,6 +98,15 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"- **most important features**: {', '.join(f'{k} ({v:.3g})' for k, v in top) or 'not recorded'}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _operations_line(ops: dict[str, Any] | None) -> str:
+    if not ops:
+        return "no requests in the window"
+    return (
+        f"{ops['count']:.0f} requests, error rate {ops['error_rate']:.2%}, latency p50/p95/p99 "
+        f"{ops['latency_p50_ms']:.1f}/{ops['latency_p95_ms']:.1f}/{ops['latency_p99_ms']:.1f} ms"
+    )
 
 
 def evidently_html(

@@ -154,6 +154,7 @@ def test_monitoring_report_flow_summarises_and_writes_evidently_html(fraud: Regi
     check_drift("fraud", window_hours=2)
     report = monitoring_report_flow("fraud", "1", evidently=True, out_dir=str(tmp_path / "reports"))
     assert report["health"] == 75.0 and report["drift"]["passed"] is False
+    assert report["operations"]["count"] == 1_000 and report["operations"]["latency_p99_ms"] == 3.0
     assert {a["subject"] for a in report["alerts"]} == {"amount", "dataset"}
     html = tmp_path / "reports" / "fraud-v1-evidently-drift.html"
     assert html.exists() and html.stat().st_size > 10_000
