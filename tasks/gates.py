@@ -28,6 +28,7 @@ from prefect import task
 from blocks.policy import ChampionGate, EvidenceGate, Gate, MetricGate
 from storage.approvals import GateOutcome
 from storage.errors import NotFoundError
+from storage.records import ModelVersion
 from storage.registry import Registry
 from storage.registry_reads import VersionRef
 from storage.reports import ReportStore
@@ -69,8 +70,8 @@ def register_evidence_provider(kind: str, provider: EvidenceProvider) -> None:
     EVIDENCE_PROVIDERS[kind] = provider
 
 
-def _metric_gate(registry: Registry, model: str, number: int, gate: MetricGate) -> GateOutcome:
-    value = registry.get_version(model, number).metrics.get(gate.metric)
+def _metric_gate(version: ModelVersion, gate: MetricGate) -> GateOutcome:
+    number, value = version.number, version.metrics.get(gate.metric)
     if value is None:
         return GateOutcome(gate.name, False, f"version {number} has no metric {gate.metric!r}")
     passed = bool(_OPS[gate.op](value, gate.threshold))
@@ -119,9 +120,10 @@ def _evidence_gate(registry: Registry, model: str, number: int, gate: EvidenceGa
 
 def evaluate_gate(registry: Registry, model: str, version: VersionRef, gate: Gate) -> GateOutcome:
     """Check one gate for a version."""
-    number = registry.get_version(model, version).number
+    found = registry.get_version(model, version)
+    number = found.number
     if isinstance(gate, MetricGate):
-        return _metric_gate(registry, model, number, gate)
+        return _metric_gate(found, gate)
     if isinstance(gate, ChampionGate):
         return _champion_gate(registry, model, number, gate)
     return _evidence_gate(registry, model, number, gate)

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -28,17 +29,31 @@ from prefect import task
 from prefect.runtime import flow_run, task_run
 
 from blocks.registry import RegistryBlock
+from blocks.settings import get_settings
 from storage.compare import Comparison, Direction
 from storage.records import AliasMove, ModelVersion, VerifyReport
 from storage.registry import ArtifactSource, Registry, VersionRef
 
 
 def open_registry(block_name: str | None = None) -> Registry:
-    """The registry a saved RegistryBlock describes, or the one ``MLOPS_*`` points at."""
+    """The registry a saved RegistryBlock describes, or the one ``MLOPS_*`` points at.
+
+    Registries are kept per location, so the tasks of a flow share one set of
+    connection pools instead of opening (and schema-checking) a database each.
+    """
     if block_name:
         block = RegistryBlock.load(block_name)
-        return Registry.from_settings(block.to_settings())  # type: ignore[union-attr]
-    return Registry.from_settings()
+        settings = block.to_settings()  # type: ignore[union-attr]
+    else:
+        settings = get_settings()
+    return _registry_at(
+        settings.resolved_database_url(), settings.resolved_artifact_root(), settings.resolved_user()
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _registry_at(database_url: str, artifact_root: str, actor: str) -> Registry:
+    return Registry.open(database_url, artifact_root, actor=actor)
 
 
 def code_version() -> str | None:
