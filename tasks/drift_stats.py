@@ -94,10 +94,37 @@ def ks_wasserstein(r: np.ndarray, c: np.ndarray, *, with_wasserstein: bool) -> t
             k = min(e, total - 1) - s
             np.multiply(np.abs(diff[:k]), zs[s + 1 : s + 1 + k] - zs[s : s + k], out=terms[s : s + k])
     d = float(np.clip(max(hi, -lo), 0.0, 1.0))
-    m, n = sorted([float(n1), float(n2)], reverse=True)
-    p = float(np.clip(stats.kstwo.sf(d, np.round(m * n / (m + n))), 0.0, 1.0))
+    p = ks_pvalue(d, n1, n2)
     w = float(np.sum(terms)) if terms is not None else float("nan")
     return StatResult("ks", d, p, d), w
+
+
+#: Above this effective sample size ``m·n/(m+n)`` the KS p-value is asymptotic (see :func:`ks_pvalue`).
+KS_EXACT_LIMIT = 10_000
+
+
+def ks_pvalue(d: float, n1: int, n2: int) -> float:
+    """Two-sided p-value of a two-sample KS statistic ``d``.
+
+    Up to an effective size ``en = m·n/(m+n)`` of :data:`KS_EXACT_LIMIT` this is
+    ``scipy.stats.kstwo.sf(d, round(en))``, what ``ks_2samp(..., method="asymp")``
+    returns. Above it, the exact distribution costs up to 0.6 s per column (at
+    en = 500,000) while holding the GIL, so the Kolmogorov limit with Stephens'
+    small-sample correction, ``kstwobign.sf((√en + 0.12 + 0.11/√en)·d)``, is used
+    instead: on a grid of ``d`` it differs from the exact value by at most 1.4e-3
+    (en = 10,000), 4.4e-4 (100,000) and 1.4e-4 (1,000,000) absolute, far below
+    what moves a decision at α = 0.05 (``tests/tasks/test_drift.py`` checks the bound).
+
+    Example:
+        >>> round(ks_pvalue(0.002, 1_000_000, 1_000_000), 4)  # exact: 0.036582
+        0.0366
+    """
+    m, n = max(n1, n2), min(n1, n2)
+    en = m * n / (m + n)
+    if en <= KS_EXACT_LIMIT:
+        return float(np.clip(stats.kstwo.sf(d, np.round(en)), 0.0, 1.0))
+    root = float(np.sqrt(en))
+    return float(np.clip(stats.kstwobign.sf((root + 0.12 + 0.11 / root) * d), 0.0, 1.0))
 
 
 def sorted_bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ from tasks.drift import (
     wasserstein,
     wasserstein_pvalue,
 )
+from tasks.drift_stats import ks_pvalue
 from tasks.profiles import build_profile
 
 TOL = 1e-9
@@ -51,6 +52,15 @@ def test_ks_and_wasserstein_match_scipy(seed: int) -> None:
         assert ours.statistic == pytest.approx(theirs.statistic, abs=TOL)
         assert ours.p_value == pytest.approx(theirs.pvalue, abs=TOL, rel=TOL)
         assert wasserstein(ref, cur) == pytest.approx(stats.wasserstein_distance(ref, cur), abs=TOL, rel=TOL)
+
+
+@pytest.mark.parametrize("en", [10_001, 100_000, 1_000_000])
+def test_large_sample_ks_pvalue_stays_within_the_stated_bound(en: int) -> None:
+    bound = {10_001: 1.4e-3, 100_000: 4.4e-4, 1_000_000: 1.4e-4}[en]
+    root = np.sqrt(en)
+    for d in np.linspace(0.2 / root, 7 / root, 25):
+        exact = stats.kstwo.sf(d, en)
+        assert abs(ks_pvalue(d, 2 * en, 2 * en) - exact) <= bound
 
 
 def _count_pairs(seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
