@@ -16,7 +16,12 @@ features       string              the input features as JSON
 prediction     string              the output as JSON
 latency_ms     float64             time spent predicting
 status         string              ``ok`` or ``error``
+endpoint       string, nullable    serving endpoint the request was sent to
+variant        string, nullable    endpoint variant that answered (``shadow:<model>:<ref>``
+                                   for a mirrored shadow prediction)
 =============  ==================  =============================================
+
+Files written before ``endpoint`` and ``variant`` existed read with both null.
 
 Every file is written under a temporary name and renamed, so a reader sees a
 whole file or none. Erasing an entity rewrites each affected file the same way.
@@ -69,6 +74,8 @@ SCHEMA = pa.schema(
         pa.field("prediction", pa.string(), nullable=False),
         pa.field("latency_ms", pa.float64(), nullable=False),
         pa.field("status", pa.string(), nullable=False),
+        pa.field("endpoint", pa.string()),
+        pa.field("variant", pa.string()),
     ]
 )
 COLUMNS: tuple[str, ...] = tuple(SCHEMA.names)
@@ -168,6 +175,9 @@ def _row(record: Mapping[str, Any], index: int) -> dict[str, Any]:
     if status not in STATUSES:
         raise ValidationError(f"record {index}: status {status!r} is not one of {', '.join(STATUSES)}")
     key = record.get("entity_key")
+    for field in ("endpoint", "variant"):
+        if record.get(field) is not None and not isinstance(record[field], str):
+            raise ValidationError(f"record {index}: {field} {record[field]!r} must be a string")
     return {
         "request_id": request_id,
         "model": _model_name(record["model"]),
@@ -178,6 +188,8 @@ def _row(record: Mapping[str, Any], index: int) -> dict[str, Any]:
         "prediction": _json_text("prediction", record["prediction"], index),
         "latency_ms": float(latency),
         "status": status,
+        "endpoint": record.get("endpoint"),
+        "variant": record.get("variant"),
     }
 
 
@@ -251,10 +263,14 @@ class PredictionLog:
         try:
             con.execute("SET TimeZone = 'UTC'")
             sql = (
-                f"SELECT {', '.join(COLUMNS)} FROM read_parquet(?, hive_partitioning = false, "
+                "SELECT * FROM read_parquet(?, hive_partitioning = false, "
                 f"union_by_name = true) WHERE {' AND '.join(where)} ORDER BY ts, request_id"
             )
-            return con.execute(sql, params).fetch_df()
+            frame = con.execute(sql, params).fetch_df()
+            for column in COLUMNS:  # files older than a column read it as null
+                if column not in frame.columns:
+                    frame[column] = None
+            return frame[list(COLUMNS)]
         finally:
             con.close()
 

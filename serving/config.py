@@ -1,0 +1,97 @@
+"""Settings of the model server, read from ``MLOPS_SERVE_*`` environment variables.
+
+List settings (``api_keys``, ``models``, ``trusted_types``) take a comma-separated
+string or a JSON list, e.g. ``MLOPS_SERVE_API_KEYS=key-a,key-b``.
+
+Example:
+    >>> s = ServeSettings(api_keys="k1, k2", port=9000)
+    >>> s.api_keys, s.port, s.keys_required
+    (['k1', 'k2'], 9000, True)
+    >>> ServeSettings().keys_required
+    False
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: Default largest accepted request body (64 MiB: a 10,000-row batch of 50 columns is about 5 MiB).
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+def _split(value: Any) -> Any:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class ServeSettings(BaseSettings):
+    """How ``mlops serve`` runs.
+
+    Attributes:
+        host: Interface to bind (``MLOPS_SERVE_HOST``).
+        port: TCP port (``MLOPS_SERVE_PORT``).
+        api_keys: Keys accepted for inference (``MLOPS_SERVE_API_KEYS``); when
+            empty, inference needs no key.
+        admin_key: Key for the admin (traffic) API (``MLOPS_SERVE_ADMIN_KEY``);
+            when unset, the admin API refuses every call.
+        trust_pickle: Load ``model.pkl`` files (runs arbitrary code: only for
+            models from a trusted source).
+        trusted_types: Extra fully-qualified type names skops may load, beyond
+            scikit-learn, NumPy and SciPy types.
+        models: Models loaded at start; the server reports ready once they load.
+        max_body_bytes: Largest request body accepted (413 above).
+        max_batch_rows: Most rows in one request (400 above).
+        refresh_s: How often a version reference (alias, stage) is re-resolved,
+            so a moved alias is served within this many seconds.
+        log_predictions: Append every prediction to the prediction log.
+        log_flush_rows: The prediction log writer flushes after this many rows...
+        log_flush_s: ...or this many seconds, whichever comes first.
+        log_queue_rows: Rows the writer may hold before it drops new ones
+            (a full queue never blocks a response; drops are counted).
+        shadow_queue: Shadow predictions waiting to run before new ones are dropped.
+        log_level: uvicorn's log level.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MLOPS_SERVE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    admin_key: str | None = None
+    trust_pickle: bool = False
+    trusted_types: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
+    max_batch_rows: int = Field(default=100_000, gt=0)
+    refresh_s: float = Field(default=1.0, ge=0)
+    log_predictions: bool = True
+    log_flush_rows: int = Field(default=5_000, gt=0)
+    log_flush_s: float = Field(default=1.0, gt=0)
+    log_queue_rows: int = Field(default=1_000_000, gt=0)
+    shadow_queue: int = Field(default=1_000, gt=0)
+    log_level: str = "warning"
+
+    @field_validator("api_keys", "trusted_types", "models", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        return _split(value)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _no_blank_keys(cls, value: list[str]) -> list[str]:
+        return [k for k in value if k]
+
+    @property
+    def keys_required(self) -> bool:
+        """Whether inference requests must carry an API key."""
+        return bool(self.api_keys)

@@ -1,0 +1,248 @@
+"""Loaded model versions, cached per (model, version number), following moving aliases.
+
+A reference (``3``, ``@champion``, ``production``, or none for the default) is
+resolved to a version number and the answer kept ``refresh_s`` seconds; a
+number never moves, so it is resolved once. When an alias or stage moves, the
+next resolution after ``refresh_s`` finds the new number and loads that version
+(its files verified against their checksums by the registry); the old one stays
+loaded for requests that name it, least recently used versions being dropped
+beyond ``max_loaded``.
+
+The default reference of a model — what ``/v2/models/{name}/infer`` serves —
+is the ``champion`` alias, else the newest version in ``production``, else the
+newest version.
+
+Example:
+    >>> import tempfile, skops.io as sio
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from storage.registry import Registry
+    >>> home = tempfile.mkdtemp()
+    >>> reg = Registry.open(f"sqlite:///{home}/m.db", f"{home}/a")
+    >>> clf = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+    >>> sig = {"inputs": [{"name": "x", "type": "float"}], "task": "classification", "classes": [0, 1]}
+    >>> _ = reg.create_model("toy")
+    >>> for _ in range(2):
+    ...     _ = reg.create_version("toy", framework="sklearn", artifacts={"model.skops": sio.dumps(clf)},
+    ...                            signature=sig)
+    >>> cache = ModelCache(reg, refresh_s=0)
+    >>> cache.get("toy").version, cache.get("toy", "1").version
+    (2, 1)
+    >>> _ = reg.set_alias("toy", "champion", 1)
+    >>> cache.get("toy").version
+    1
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from serving.protocol import InputSpec
+from serving.runtimes import RUNTIMES, Runtime, load_runtime
+from storage.errors import IntegrityError, MlopsError, NotFoundError, ValidationError
+from storage.registry import Registry
+
+#: What a model is served at when a request names no version, in order.
+DEFAULT_REFS = ("@champion", "production", "latest")
+
+
+class ModelLoadError(MlopsError):
+    """A version that exists but cannot be served (untrusted file, bad checksum, no model file)."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One version ready to predict, with what the protocol reports about it."""
+
+    model: str
+    version: int
+    semver: str
+    stage: str
+    framework: str
+    signature: dict[str, Any]
+    runtime: Runtime = field(repr=False)
+
+    @property
+    def spec(self) -> InputSpec:
+        """The version's input columns."""
+        return self.runtime.spec
+
+    @property
+    def platform(self) -> str:
+        """Which runtime serves it (``onnx``, ``xgboost``, ``pytorch``, ``sklearn``, ``pickle``)."""
+        return self.runtime.platform
+
+    @property
+    def task(self) -> str:
+        """``classification`` or ``regression``."""
+        return self.runtime.task
+
+
+def normalize_ref(ref: int | str | None) -> int | str | None:
+    """A reference as the cache keys it: a number, a trimmed string, or None for the default.
+
+    >>> normalize_ref(" 3 "), normalize_ref("@champion"), normalize_ref("")
+    (3, '@champion', None)
+    """
+    if ref is None or isinstance(ref, bool):
+        return None
+    if isinstance(ref, int):
+        return ref
+    text = str(ref).strip()
+    if not text:
+        return None
+    return int(text) if text.isdigit() else text
+
+
+class ModelCache:
+    """Versions loaded from a registry (see the module docs).
+
+    Args:
+        registry: Where versions and their files come from.
+        trust_pickle: Allow ``model.pkl`` files.
+        trusted_types: Extra types skops may load.
+        refresh_s: Longest time a resolved alias or stage is reused.
+        max_loaded: Most versions kept loaded.
+        on_load: Called once with every version loaded (errors in it are ignored).
+        order: Runtimes to try, in order.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        trust_pickle: bool = False,
+        trusted_types: Collection[str] = (),
+        refresh_s: float = 1.0,
+        max_loaded: int = 32,
+        on_load: Callable[[LoadedModel], None] | None = None,
+        order: tuple[str, ...] = RUNTIMES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry
+        self.trust_pickle = trust_pickle
+        self.trusted_types = tuple(trusted_types)
+        self.refresh_s = refresh_s
+        self.max_loaded = max_loaded
+        self.on_load = on_load
+        self.order = order
+        self.clock = clock
+        self._resolved: dict[tuple[str, int | str | None], tuple[int, float]] = {}
+        self._loaded: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
+        self._failed: dict[tuple[str, int], tuple[str, float]] = {}
+        self._lock = threading.Lock()
+        self._load_locks: dict[tuple[str, int], threading.Lock] = {}
+
+    # ------------------------------------------------------------ resolution
+    def _lookup(self, model: str, ref: int | str | None) -> int:
+        if ref is None:
+            for candidate in DEFAULT_REFS:
+                try:
+                    return self.registry.get_version(model, candidate).number
+                except NotFoundError:
+                    continue
+            self.registry.get_model(model)  # an unknown model says so
+            raise NotFoundError(f"model {model!r} has no versions")
+        return self.registry.get_version(model, ref).number
+
+    def resolve(self, model: str, ref: int | str | None = None) -> int:
+        """The version number ``ref`` points at now (within ``refresh_s``)."""
+        key = (model, normalize_ref(ref))
+        now = self.clock()
+        found = self._resolved.get(key)
+        if found is not None and (isinstance(key[1], int) or found[1] > now):
+            return found[0]
+        number = self._lookup(model, key[1])
+        self._resolved[key] = (number, now + self.refresh_s)
+        return number
+
+    # ---------------------------------------------------------------- loads
+    def peek(self, model: str, ref: int | str | None = None) -> LoadedModel | None:
+        """The loaded version ``ref`` points at, without touching the registry (None if unknown yet).
+
+        Serving threads call this first: it never blocks on the database or the disk.
+        """
+        key = (model, normalize_ref(ref))
+        found = self._resolved.get(key)
+        if found is None or (not isinstance(key[1], int) and found[1] <= self.clock()):
+            return None
+        return self._loaded.get((model, found[0]))
+
+    def get(self, model: str, ref: int | str | None = None) -> LoadedModel:
+        """The loaded version ``ref`` (default: champion, production, latest) points at.
+
+        Raises:
+            NotFoundError: no such model or version (404).
+            ValidationError: a malformed reference (400).
+            ModelLoadError: the version cannot be served (503).
+        """
+        number = self.resolve(model, ref)
+        return self.load(model, number)
+
+    def load(self, model: str, number: int) -> LoadedModel:
+        """Version ``number`` of ``model``, loaded once."""
+        key = (model, number)
+        found = self._loaded.get(key)
+        if found is not None:
+            return found
+        with self._lock:
+            lock = self._load_locks.setdefault(key, threading.Lock())
+        with lock:
+            found = self._loaded.get(key)
+            if found is not None:
+                return found
+            failed = self._failed.get(key)
+            if failed is not None and failed[1] > self.clock():
+                raise ModelLoadError(failed[0])
+            try:
+                loaded = self._load(model, number)
+            except ModelLoadError as exc:
+                self._failed[key] = (str(exc), self.clock() + max(self.refresh_s, 1.0))
+                raise
+            with self._lock:
+                self._loaded[key] = loaded
+                while len(self._loaded) > self.max_loaded:
+                    self._loaded.popitem(last=False)
+        if self.on_load is not None:
+            with contextlib.suppress(Exception):  # a hook must never make a loaded model unservable
+                self.on_load(loaded)
+        return loaded
+
+    def _load(self, model: str, number: int) -> LoadedModel:
+        mv = self.registry.get_version(model, number)
+        names = {a.name for a in mv.artifacts}
+
+        def read(name: str) -> bytes:
+            return self.registry.load_artifact(model, number, name)
+
+        try:
+            runtime = load_runtime(
+                mv.signature,
+                read,
+                names,
+                trust_pickle=self.trust_pickle,
+                trusted_types=self.trusted_types,
+                order=self.order,
+            )
+        except (ValidationError, IntegrityError, NotFoundError) as exc:
+            raise ModelLoadError(f"{model} version {number} cannot be served: {exc}") from None
+        except Exception as exc:  # a corrupt or incompatible file: the version cannot be served
+            raise ModelLoadError(
+                f"{model} version {number} cannot be served: {type(exc).__name__}: {exc}"
+            ) from None
+        return LoadedModel(
+            model, number, mv.semver, mv.stage, mv.framework, dict(mv.signature or {}), runtime
+        )
+
+    def loaded(self) -> list[LoadedModel]:
+        """The versions loaded now, least recently loaded first."""
+        return list(self._loaded.values())
+
+    def versions(self, model: str) -> list[int]:
+        """Every version number of ``model``, oldest first."""
+        return sorted(v.number for v in self.registry.all_versions(model))
