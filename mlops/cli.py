@@ -27,6 +27,7 @@ from mlops.cli_compliance import attest, compliance_app, risk
 from mlops.cli_features import app as features_app
 from mlops.cli_governance import erase, lineage_app
 from mlops.cli_monitoring import alerts_app, monitor_app
+from mlops.cli_ops import down, status, up
 from mlops.cli_registry import registry_app
 
 app = typer.Typer(
@@ -50,6 +51,9 @@ app.add_typer(reviewers_app, name="reviewers")
 app.command("approve")(approve)
 app.command("reject")(reject)
 registry_app.command("rollback")(rollback)
+app.command("up")(up)
+app.command("down")(down)
+app.command("status")(status)
 
 
 # ------------------------------------------------------------------- root
