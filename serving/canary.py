@@ -1,0 +1,154 @@
+"""Canary analysis: compare the canary with the stable variant at each step and decide.
+
+At every step the canary's error rate and p99 latency (from the traffic every
+replica flushed since the step began) are compared with the stable
+variant's. The decision:
+
+* ``rollback`` when the canary's error rate exceeds the stable one by more than
+  ``max_error_rate_diff``, or its p99 exceeds ``max_p99_ratio`` times the
+  stable p99 — also before ``min_requests`` when the canary already has more
+  errors than the threshold allows over ``min_requests`` requests;
+* ``hold`` while the canary has fewer than ``min_requests`` requests;
+* ``advance`` otherwise.
+
+:func:`run_analysis` applies the decision to the endpoint (a rollback sets the
+canary weight to 0), and every decision is an endpoint event and an audit
+entry.
+
+Example:
+    >>> from storage.endpoints import CanaryPlan, LatencyHistogram, VariantStats
+    >>> fast = LatencyHistogram({100: 1000})
+    >>> stable = VariantStats("stable", requests=1000, errors=5, histogram=fast)
+    >>> canary = VariantStats("canary", requests=100, errors=30, histogram=LatencyHistogram({100: 100}))
+    >>> a = analyse(stable, canary, CanaryPlan(min_requests=50))
+    >>> a.decision, a.reason
+    ('rollback', 'canary error rate 0.3000 exceeds stable 0.0050 by 0.2950 > 0.02')
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from storage.endpoints import CANARY, STABLE, CanaryPlan, EndpointStore, VariantStats
+
+__all__ = ["CanaryAnalysis", "Decision", "analyse", "check_breaches", "run_analysis"]
+
+Decision = Literal["advance", "hold", "rollback"]
+
+
+@dataclass(frozen=True)
+class CanaryAnalysis:
+    """The outcome of one analysis: decision, reason and the numbers behind it."""
+
+    decision: Decision
+    reason: str
+    step: int
+    weight: float
+    stable: dict[str, Any]
+    canary: dict[str, Any]
+    error_rate_diff: float
+    p99_ratio: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary."""
+        return asdict(self)
+
+
+def analyse(stable: VariantStats, canary: VariantStats, plan: CanaryPlan) -> CanaryAnalysis:
+    """Decide advance / hold / rollback from the two variants' stats and the plan's thresholds."""
+    diff = canary.error_rate - stable.error_rate if stable.requests else canary.error_rate
+    stable_p99, canary_p99 = stable.quantile(0.99), canary.quantile(0.99)
+    ratio: float | None = None
+    if stable.requests and canary.requests and stable_p99 > 0 and not math.isnan(stable_p99):
+        ratio = canary_p99 / stable_p99
+
+    def result(decision: Decision, reason: str) -> CanaryAnalysis:
+        return CanaryAnalysis(
+            decision, reason, plan.step + 1, plan.weight, stable.to_dict(), canary.to_dict(), diff, ratio
+        )
+
+    error_breach = diff > plan.max_error_rate_diff
+    if canary.requests < plan.min_requests:
+        allowed = plan.max_error_rate_diff * plan.min_requests + stable.error_rate * plan.min_requests
+        if canary.errors > max(1.0, allowed):
+            return result(
+                "rollback",
+                f"canary has {canary.errors} errors in {canary.requests} requests, more than "
+                f"{plan.min_requests} requests may have at the thresholds",
+            )
+        return result("hold", f"canary has {canary.requests} requests, needs {plan.min_requests}")
+    if error_breach:
+        return result(
+            "rollback",
+            f"canary error rate {canary.error_rate:.4f} exceeds stable {stable.error_rate:.4f} "
+            f"by {diff:.4f} > {plan.max_error_rate_diff}",
+        )
+    if ratio is not None and ratio > plan.max_p99_ratio:
+        return result(
+            "rollback",
+            f"canary p99 {canary_p99:.3f} ms is {ratio:.2f}x stable p99 {stable_p99:.3f} ms "
+            f"> {plan.max_p99_ratio}x",
+        )
+    return result("advance", f"canary within thresholds at {plan.weight:g}% ({canary.requests} requests)")
+
+
+def _step_since(plan: CanaryPlan) -> datetime | None:
+    return datetime.fromisoformat(plan.step_started_at) if plan.step_started_at else None
+
+
+def run_analysis(
+    store: EndpointStore, name: str, *, apply: bool = True, advance: bool = True, actor: str | None = None
+) -> CanaryAnalysis:
+    """Analyse the running canary of endpoint ``name`` and (with ``apply``) act on the decision.
+
+    Args:
+        store: The endpoint store.
+        name: The endpoint.
+        apply: Change the endpoint: rollback sets the canary weight to 0, advance
+            moves to the next step, hold records the decision.
+        advance: When False an ``advance`` decision only records ``hold`` (used by
+            the breach watcher, which rolls back but never moves a canary forward).
+        actor: Recorded as who decided.
+    """
+    endpoint = store.get(name)
+    plan = endpoint.canary
+    if endpoint.policy != "canary" or plan is None or plan.status != "running":
+        from storage.errors import ValidationError
+
+        raise ValidationError(f"endpoint {name!r} has no running canary")
+    stats = store.stats(name, since=_step_since(plan))
+    result = analyse(stats.get(STABLE, VariantStats(STABLE)), stats.get(CANARY, VariantStats(CANARY)), plan)
+    if not apply:
+        return result
+    who = actor or "canary-analysis"
+    if result.decision == "rollback":
+        store.rollback_canary(name, reason=result.reason, actor=who, analysis=result.to_dict())
+    elif result.decision == "advance" and advance:
+        store.advance_canary(name, actor=who, analysis=result.to_dict())
+    else:
+        store.record_decision(name, "hold", result.to_dict(), actor=who)
+    return result
+
+
+def check_breaches(store: EndpointStore, *, actor: str = "canary-guard") -> dict[str, CanaryAnalysis]:
+    """Roll back every running canary that breaches its thresholds now (never advances one).
+
+    A server or supervisor calls this every few seconds, so a failing canary is
+    stopped between the steps of a rollout too. Returns the rolled-back endpoints.
+    """
+    rolled: dict[str, CanaryAnalysis] = {}
+    for endpoint in store.list():
+        plan = endpoint.canary
+        if endpoint.policy != "canary" or plan is None or plan.status != "running":
+            continue
+        stats = store.stats(endpoint.name, since=_step_since(plan))
+        result = analyse(
+            stats.get(STABLE, VariantStats(STABLE)), stats.get(CANARY, VariantStats(CANARY)), plan
+        )
+        if result.decision == "rollback":
+            store.rollback_canary(endpoint.name, reason=result.reason, actor=actor, analysis=result.to_dict())
+            rolled[endpoint.name] = result
+    return rolled

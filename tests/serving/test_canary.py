@@ -1,0 +1,87 @@
+"""Canary analysis decisions on synthetic stats, and auto-rollback through the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from serving.canary import analyse, check_breaches, run_analysis
+from storage.audit import AuditLog
+from storage.db import Database
+from storage.endpoints import CanaryPlan, EndpointStore, LatencyHistogram, StatsRow, VariantSpec, VariantStats
+from storage.errors import ValidationError
+
+PLAN = CanaryPlan(max_error_rate_diff=0.02, max_p99_ratio=1.5, min_requests=100, step=0, status="running")
+
+
+def _stats(name: str, requests: int, errors: int, ms: float) -> VariantStats:
+    hist = LatencyHistogram()
+    hist.add(ms, requests)
+    return VariantStats(name, requests, errors, ms * requests, hist)
+
+
+@pytest.mark.parametrize(
+    ("canary", "decision", "reason"),
+    [
+        (_stats("canary", 200, 2, 5.0), "advance", "within thresholds"),
+        (_stats("canary", 200, 20, 5.0), "rollback", "error rate"),
+        (_stats("canary", 200, 2, 9.0), "rollback", "p99"),
+        (_stats("canary", 50, 0, 5.0), "hold", "needs 100"),
+        (_stats("canary", 10, 10, 5.0), "rollback", "10 errors in 10 requests"),
+    ],
+)
+def test_decisions(canary: VariantStats, decision: str, reason: str) -> None:
+    result = analyse(_stats("stable", 2000, 10, 5.0), canary, PLAN)
+    assert result.decision == decision and reason in result.reason
+
+
+def test_full_canary_without_stable_traffic_checks_error_rate_alone() -> None:
+    ok = analyse(VariantStats("stable"), _stats("canary", 500, 1, 5.0), PLAN)
+    bad = analyse(VariantStats("stable"), _stats("canary", 500, 50, 5.0), PLAN)
+    assert ok.decision == "advance" and ok.p99_ratio is None and bad.decision == "rollback"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> EndpointStore:
+    s = EndpointStore(Database(f"sqlite:///{tmp_path / 'm.db'}"), actor="ops")
+    s.create("ep", [VariantSpec("main", "m", "1")])
+    s.start_canary("ep", "m", "2", CanaryPlan(min_requests=20))
+    return s
+
+
+def _flush(store: EndpointStore, variant: str, requests: int, errors: int) -> None:
+    store.flush_stats([StatsRow("ep", variant, "r", requests, errors, 2.0 * requests, {90: requests})])
+
+
+def test_run_analysis_advances_holds_and_rolls_back(store: EndpointStore) -> None:
+    _flush(store, "stable", 500, 0)
+    _flush(store, "canary", 5, 0)
+    assert run_analysis(store, "ep").decision == "hold"
+    _flush(store, "canary", 30, 0)
+    assert run_analysis(store, "ep").decision == "advance"
+    assert store.get("ep").weights() == {"stable": 75.0, "canary": 25.0}
+    # stats from the previous step are not counted at the new step
+    assert run_analysis(store, "ep", apply=False).decision == "hold"
+    _flush(store, "stable", 100, 0)
+    _flush(store, "canary", 40, 20)
+    result = run_analysis(store, "ep")
+    assert result.decision == "rollback" and store.get("ep").weights() == {"stable": 100.0, "canary": 0.0}
+    kinds = [e.kind for e in store.events("ep")]
+    assert kinds[-3:] == ["decision.hold", "canary.advance", "canary.rollback"]
+    assert (
+        AuditLog(store.db).entries(action="canary.rollback")[0].after["detail"]["analysis"]["decision"]
+        == "rollback"
+    )
+    with pytest.raises(ValidationError, match="no running canary"):
+        run_analysis(store, "ep")
+
+
+def test_breach_watcher_rolls_back_but_never_advances(store: EndpointStore) -> None:
+    _flush(store, "stable", 500, 0)
+    _flush(store, "canary", 50, 0)
+    assert check_breaches(store) == {}
+    assert store.get("ep").weights() == {"stable": 95.0, "canary": 5.0}
+    _flush(store, "canary", 50, 40)
+    assert list(check_breaches(store)) == ["ep"]
+    assert store.get("ep").canary.status == "rolled_back"  # type: ignore[union-attr]
