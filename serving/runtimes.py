@@ -217,7 +217,9 @@ def _onnx(signature: Mapping[str, Any], data: bytes, spec: InputSpec, task: str)
         if isinstance(probs, list):  # ZipMap left on: a list of {class: p}
             keys = list(classes) if classes else sorted(probs[0])
             probs = np.array([[row[k] for k in keys] for row in probs])
-        return Prediction(labels=np.asarray(labels).reshape(-1), probabilities=np.asarray(probs))
+        return Prediction(
+            labels=np.asarray(labels).reshape(-1), probabilities=np.asarray(probs, dtype=np.float64)
+        )
 
     return Runtime("onnx", task, classes, spec, predict_classes)
 

@@ -235,7 +235,7 @@ def run_performance_check(
     as logged at training time); every metric both sides have is compared
     with ``tolerance``.
     """
-    from storage.features import read_table
+    from storage.ground_truth import read_labels
     from tasks.streaming import concept_drift
 
     registry = open_registry()
@@ -245,7 +245,7 @@ def run_performance_check(
         model=model, start=stop - timedelta(hours=window_hours), end=stop
     )
     log = log[log["version"] == target.number]
-    joined = join_ground_truth(log, read_table(labels_path))
+    joined = join_ground_truth(log, read_labels(labels_path))  # a labels file or a ground-truth folder
     known = (
         ("accuracy", "precision", "recall", "f1", "auc_roc")
         if task_kind == "classification"

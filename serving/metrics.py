@@ -1,0 +1,88 @@
+"""Prometheus metrics of one server: requests, latency, errors, rows, in-flight, replicas.
+
+Every app has its own :class:`prometheus_client.CollectorRegistry`, so several
+apps in one process (tests, replicas) never share counters. Labels:
+``endpoint`` (the endpoint, or the model name when a request names a model
+directly), ``variant`` (the endpoint's variant, ``""`` otherwise), ``model``
+and ``version``.
+
+Example:
+    >>> m = ServingMetrics()
+    >>> m.observe("fraud", "", "fraud", "3", 0.004, rows=1)
+    >>> m.error("fraud", "", "fraud", 400)
+    >>> text = m.render().decode()
+    >>> 'mlops_requests_total{endpoint="fraud",model="fraud",status="ok",variant="",version="3"} 1.0' in text
+    True
+    >>> 'mlops_errors_total{code="400",endpoint="fraud",model="fraud",variant=""} 1.0' in text
+    True
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+#: Latency buckets in seconds (0.5 ms to 10 s).
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+__all__ = ["BUCKETS", "CONTENT_TYPE_LATEST", "ServingMetrics"]
+
+
+class ServingMetrics:
+    """The counters, histograms and gauges of one server."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "mlops_requests", "Inference requests answered.",
+            ["endpoint", "variant", "model", "version", "status"], registry=r,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "mlops_request_latency_seconds", "Time to answer an inference request.",
+            ["endpoint", "variant", "model"], buckets=BUCKETS, registry=r,
+        )  # fmt: skip
+        self.errors = Counter(
+            "mlops_errors", "Inference requests that failed, by HTTP status.",
+            ["endpoint", "variant", "model", "code"], registry=r,
+        )  # fmt: skip
+        self.rows = Counter("mlops_rows", "Rows predicted.", ["endpoint", "variant", "model"], registry=r)
+        self.in_flight = Gauge("mlops_in_flight_requests", "Inference requests being answered.", registry=r)
+        self.replicas = Gauge(
+            "mlops_replicas", "Replica processes serving an endpoint.", ["endpoint"], registry=r
+        )
+        self.shadow = Counter(
+            "mlops_shadow_predictions", "Shadow predictions, by outcome (ok, error, dropped).",
+            ["endpoint", "model", "outcome"], registry=r,
+        )  # fmt: skip
+        self.log_dropped = Gauge(
+            "mlops_prediction_log_dropped_rows",
+            "Rows the prediction log writer dropped (queue full).",
+            registry=r,
+        )
+        self.log_waiting = Gauge(
+            "mlops_prediction_log_waiting_rows",
+            "Rows waiting to be written to the prediction log.",
+            registry=r,
+        )
+
+    def observe(
+        self, endpoint: str, variant: str, model: str, version: str, seconds: float, *, rows: int = 1
+    ) -> None:
+        """Count one answered request."""
+        self.requests.labels(endpoint, variant, model, version, "ok").inc()
+        self.latency.labels(endpoint, variant, model).observe(seconds)
+        self.rows.labels(endpoint, variant, model).inc(rows)
+
+    def error(self, endpoint: str, variant: str, model: str, code: int, version: str = "") -> None:
+        """Count one failed request."""
+        self.errors.labels(endpoint, variant, model, str(code)).inc()
+        self.requests.labels(endpoint, variant, model, version, "error").inc()
+
+    def set_replicas(self, endpoint: str, count: int) -> None:
+        """Report how many replicas serve ``endpoint``."""
+        self.replicas.labels(endpoint).set(count)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)
