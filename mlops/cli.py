@@ -29,6 +29,7 @@ from mlops.cli_governance import erase, lineage_app
 from mlops.cli_monitoring import alerts_app, monitor_app
 from mlops.cli_ops import down, status, up
 from mlops.cli_registry import registry_app
+from mlops.cli_serving import serve
 
 app = typer.Typer(
     cls=ErrorReportingGroup,
@@ -47,6 +48,7 @@ app.add_typer(alerts_app, name="alerts")
 app.command("attest")(attest)
 app.command("risk")(risk)
 app.command("erase")(erase)
+app.command("serve")(serve)
 app.add_typer(reviewers_app, name="reviewers")
 app.command("approve")(approve)
 app.command("reject")(reject)

@@ -1,0 +1,69 @@
+"""``mlops serve``: run the model server (Open Inference Protocol, records API, metrics).
+
+Options override the ``MLOPS_SERVE_*`` environment; keys given on the command
+line are visible in the process list, so prefer ``MLOPS_SERVE_API_KEYS`` and
+``MLOPS_SERVE_ADMIN_KEY`` outside a laptop.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Interface to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="TCP port (default 8080).")] = None,
+    api_key: Annotated[
+        list[str] | None, typer.Option("--api-key", help="Accepted inference key (repeatable).")
+    ] = None,
+    admin_key: Annotated[str | None, typer.Option("--admin-key", help="Key of the admin API.")] = None,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", help="Model to load before reporting ready (repeatable).")
+    ] = None,
+    trust_pickle: Annotated[
+        bool,
+        typer.Option("--trust-pickle", help="Load model.pkl files (runs their code: trusted sources only)."),
+    ] = False,
+    trusted_type: Annotated[
+        list[str] | None, typer.Option("--trusted-type", help="Extra type skops may load (repeatable).")
+    ] = None,
+    max_body_bytes: Annotated[
+        int | None, typer.Option("--max-body-bytes", help="Largest request body.")
+    ] = None,
+    max_batch_rows: Annotated[
+        int | None, typer.Option("--max-batch-rows", help="Most rows per request.")
+    ] = None,
+    refresh: Annotated[
+        float | None, typer.Option("--refresh", help="Seconds between re-resolving aliases and stages.")
+    ] = None,
+    no_log: Annotated[bool, typer.Option("--no-log", help="Do not write the prediction log.")] = False,
+    log_level: Annotated[str | None, typer.Option("--log-level", help="uvicorn log level.")] = None,
+) -> None:
+    """Serve registered models over HTTP until interrupted."""
+    from serving.config import ServeSettings
+    from serving.server import serve as run
+
+    overrides: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "api_keys": api_key or None,
+        "admin_key": admin_key,
+        "models": model or None,
+        "trusted_types": trusted_type or None,
+        "max_body_bytes": max_body_bytes,
+        "max_batch_rows": max_batch_rows,
+        "refresh_s": refresh,
+        "log_level": log_level,
+    }
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if trust_pickle:
+        values["trust_pickle"] = True
+    if no_log:
+        values["log_predictions"] = False
+    settings = ServeSettings(**values)
+    typer.echo(
+        f"serving on http://{settings.host}:{settings.port} (API keys {'on' if settings.api_keys else 'off'})"
+    )
+    run(settings)
