@@ -19,7 +19,7 @@ ADMIN = {"Authorization": "Bearer adm"}
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     reg = Registry.open(f"sqlite:///{tmp_path / 'm.db'}", str(tmp_path / "a"), actor="tester")
-    app = create_app(ServeSettings(admin_key="adm", api_keys="k1", log_predictions=False), registry=reg)
+    app = create_app(ServeSettings(admin_key="adm", api_keys=["k1"], log_predictions=False), registry=reg)
     with TestClient(app) as c:
         yield c
 
