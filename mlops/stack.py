@@ -377,6 +377,74 @@ def _base_env(home: Path) -> dict[str, str]:
     return env
 
 
+def start_prefect_server(
+    home: Path | None = None, port: int | None = None, timeout: float = 120.0
+) -> tuple[ServiceRecord, str]:
+    """Start only a Prefect server (with its UI, scheduler and automation services) and wait for it.
+
+    The server keeps its database under ``home/prefect`` and logs to
+    ``home/run/prefect-server.log``. Stop it with :func:`stop_service`.
+
+    Returns:
+        The service record and the API URL (``http://127.0.0.1:PORT/api``).
+    """
+    home = (home or get_settings().resolved_home()).absolute()
+    run = run_dir(home)
+    run.mkdir(parents=True, exist_ok=True)
+    (home / "prefect").mkdir(parents=True, exist_ok=True)
+    port = choose_port(port, DEFAULT_PORTS["prefect"], "Prefect")
+    api_url = f"http://{HOST}:{port}/api"
+    record = _spawn("prefect-server", _prefect_server_command(port), _base_env(home), run, api_url)
+    try:
+        _wait_until(record, lambda: _http_ok(f"{api_url}/health"), timeout, "answering")
+    except BaseException:
+        stop_service(record)
+        raise
+    return record, api_url
+
+
+def _prefect_server_command(port: int) -> list[str]:
+    return [*_prefect_cli(), "server", "start", "--host", HOST, "--port", str(port)]
+
+
+def deploy_prefect_yaml(
+    api_url: str,
+    names: list[str] | None = None,
+    project_dir: Path | None = None,
+    home: Path | None = None,
+    timeout: float = 300.0,
+) -> str:
+    """Register the deployments of ``prefect.yaml`` (all, or ``names``) with the server at ``api_url``.
+
+    Runs ``prefect --no-prompt deploy`` in ``project_dir`` (default: the
+    working directory), so the pull step records that folder as where the
+    worker runs the flows. Creates the ``mlops-process`` pool first when
+    missing.
+
+    Returns:
+        The command's output.
+
+    Raises:
+        StackError: The command failed; the message holds the end of its output.
+    """
+    home = (home or get_settings().resolved_home()).absolute()
+    env = {**_base_env(home), "PREFECT_API_URL": api_url}
+    ensure_work_pool(api_url, env)
+    selection = [arg for name in names for arg in ("--name", name)] if names else ["--all"]
+    done = subprocess.run(
+        [*_prefect_cli(), "--no-prompt", "deploy", *selection],
+        cwd=project_dir or Path.cwd(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    output = done.stdout + done.stderr
+    if done.returncode != 0:
+        raise StackError(f"prefect deploy {' '.join(selection)} failed:\n{output[-2000:]}")
+    return output
+
+
 # ------------------------------------------------------------------- up
 def start_stack(options: StackOptions | None = None, home: Path | None = None) -> StackState:
     """Start the Prefect server, work pool and worker, Dask cluster and model server.
@@ -423,9 +491,9 @@ def start_stack(options: StackOptions | None = None, home: Path | None = None) -
     env = _base_env(home)
     connected = {**env, "PREFECT_API_URL": api_url, "MLOPS_DASK_ADDRESS": dask_address}
     try:
-        server = _start(state, run, "prefect-server", state.prefect_ui_url, env, [
-            *_prefect_cli(), "server", "start", "--host", HOST, "--port", str(prefect_port),
-        ])  # fmt: skip
+        server = _start(
+            state, run, "prefect-server", state.prefect_ui_url, env, _prefect_server_command(prefect_port)
+        )
         _wait_until(server, lambda: _http_ok(f"{api_url}/health"), opts.timeout, "answering")
         ensure_work_pool(api_url, env)
 
