@@ -31,6 +31,8 @@ from storage.registry import Registry
 from storage.registry_reads import VersionRef
 
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
+#: The training pipeline's own transformer (``InteractionFeatures``), inside versions' model.skops files.
+TRUSTED_PREFIXES += ("tasks.engineering.",)
 
 
 def load_sklearn_model(registry: Registry, model: str, version: VersionRef, name: str | None = None) -> Any:
