@@ -1,0 +1,534 @@
+"""Replica processes behind one port, scaled by the autoscaler, replaced one at a time.
+
+The supervisor binds the listening socket once and starts replica processes
+that inherit it: each runs uvicorn's ``Server.serve(sockets=[sock])`` on the
+same socket, and the kernel hands each new connection to one of them. Adding
+or removing a replica never closes the port, so clients see no refused
+connection.
+
+Each replica wraps its app in a small ASGI middleware that measures in-flight
+requests (time-averaged) and request latency, and writes them with its
+readiness to a JSON file the supervisor reads; the supervisor adds each
+process's CPU (psutil) and feeds :class:`serving.autoscaler.Autoscaler`.
+A rolling replacement starts a new replica, waits until it is ready, then
+stops an old one (SIGTERM: uvicorn finishes the requests it holds), one at a
+time. Scaling and replacements are audited when a metadata DB is given.
+
+``mlops serve --replicas N --autoscale`` calls :func:`run_supervised`;
+SIGHUP there replaces every replica, SIGINT/SIGTERM stop them all.
+
+Example:
+    >>> sup = Supervisor("serving.replicas:hello_app", min_replicas=1, max_replicas=1)
+    >>> sup.port > 0, sup.replica_count
+    (True, 0)
+    >>> sup.close()
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from serving.autoscaler import AutoscalePolicy, Autoscaler, ReplicaMetrics, ScaleDecision
+
+if TYPE_CHECKING:
+    from serving.config import ServeSettings
+    from storage.db import Database
+
+__all__ = ["Replica", "Supervisor", "hello_app", "run_supervised"]
+
+log = logging.getLogger(__name__)
+SETTINGS_ENV = "MLOPS_REPLICA_SETTINGS"
+DEFAULT_FACTORY = "serving.app:create_app"
+STATS_EVERY_S = 0.25
+LATENCY_WINDOW_S = 10.0
+
+
+# ---------------------------------------------------------------- inside a replica
+class _Sink:
+    """Request counters of one replica: in-flight area, latencies of the last window."""
+
+    def __init__(self) -> None:
+        self.inflight = 0
+        self.requests = 0
+        self.latencies: deque[tuple[float, float]] = deque()
+        self._area = 0.0
+        self._changed = time.monotonic()
+        self._since = self._changed
+        self.lock = threading.Lock()
+
+    def _account(self, now: float) -> None:
+        self._area += self.inflight * (now - self._changed)
+        self._changed = now
+
+    def begin(self) -> None:
+        with self.lock:
+            self._account(time.monotonic())
+            self.inflight += 1
+
+    def end(self, ms: float) -> None:
+        now = time.monotonic()
+        with self.lock:
+            self._account(now)
+            self.inflight -= 1
+            self.requests += 1
+            self.latencies.append((now, ms))
+
+    def snapshot(self) -> dict[str, Any]:
+        now = time.monotonic()
+        with self.lock:
+            self._account(now)
+            span = max(now - self._since, 1e-6)
+            average = self._area / span
+            self._area, self._since = 0.0, now
+            while self.latencies and self.latencies[0][0] < now - LATENCY_WINDOW_S:
+                self.latencies.popleft()
+            values = sorted(ms for _, ms in self.latencies)
+        p95 = values[min(len(values) - 1, int(0.95 * len(values)))] if values else None
+        return {"inflight_avg": average, "requests": self.requests, "p95_ms": p95, "window": len(values)}
+
+
+class _Measured:
+    """ASGI middleware: counts in-flight HTTP requests and their latency."""
+
+    def __init__(self, app: Any, sink: _Sink) -> None:
+        self.app = app
+        self.sink = sink
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.sink.begin()
+        start = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.sink.end((time.perf_counter() - start) * 1000)
+
+
+def _load_factory(path: str) -> Callable[..., Any]:
+    module, _, attr = path.partition(":")
+    if not module or not attr:
+        raise ValueError(f"app factory {path!r} must look like 'package.module:function'")
+    factory: Callable[..., Any] = getattr(importlib.import_module(module), attr)
+    return factory
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def _replica_main(fd: int, factory: str, replica: str, stats_dir: str) -> None:
+    """Run one replica on the inherited listening socket ``fd`` until SIGTERM."""
+    import uvicorn
+
+    from serving.config import ServeSettings
+
+    raw = os.environ.get(SETTINGS_ENV)
+    settings = ServeSettings.model_validate_json(raw) if raw else ServeSettings()
+    sink = _Sink()
+    app = _Measured(_load_factory(factory)(settings), sink)
+    sock = socket.socket(fileno=fd)
+    config = uvicorn.Config(
+        app, log_level=settings.log_level, access_log=False, timeout_graceful_shutdown=10, lifespan="auto"
+    )
+    server = uvicorn.Server(config)
+    path = Path(stats_dir) / f"{replica}.json"
+    stop = threading.Event()
+
+    def report() -> None:
+        while not stop.wait(STATS_EVERY_S):
+            data = {"replica": replica, "pid": os.getpid(), "ready": bool(server.started), **sink.snapshot()}
+            with contextlib.suppress(OSError):
+                _write_json(path, data)
+
+    writer = threading.Thread(target=report, name="replica-stats", daemon=True)
+    writer.start()
+    try:
+        asyncio.run(server.serve(sockets=[sock]))
+    finally:
+        stop.set()
+        writer.join(timeout=2)
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def hello_app(settings: Any = None) -> Any:
+    """A tiny app for trying replicas: ``GET /`` answers, ``GET /work?ms=20`` burns CPU for that long."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/")
+    def hello() -> dict[str, Any]:
+        return {"pid": os.getpid()}
+
+    @app.get("/work")
+    def work(ms: float = 20.0) -> dict[str, Any]:
+        end = time.perf_counter() + ms / 1000
+        n = 0
+        while time.perf_counter() < end:
+            n += 1
+        return {"pid": os.getpid(), "loops": n}
+
+    @app.get("/v2/health/ready")
+    def ready() -> dict[str, bool]:
+        return {"ready": True}
+
+    return app
+
+
+# ---------------------------------------------------------------- the supervisor
+@dataclass
+class Replica:
+    """One replica process."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    started_at: float
+    stats: dict[str, Any] = field(default_factory=dict)
+    cpu: Any = None
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        """Whether the process runs."""
+        return self.process.poll() is None
+
+
+class Supervisor:
+    """Binds the port once; starts, scales, replaces and stops replica processes serving it.
+
+    Args:
+        factory: ``module:function`` returning the ASGI app, called with the settings.
+        settings: Server settings handed to every replica (host and port come from here).
+        host: Interface to bind (``settings.host`` by default).
+        port: Port to bind (``settings.port``; 0 picks a free one).
+        min_replicas: Replicas started at once and kept at least.
+        max_replicas: Most replicas the autoscaler may start.
+        policy: Autoscaling policy (its min/max are replaced by these).
+        interval_s: How often the autoscaler looks at the metrics.
+        db: Metadata DB to audit scaling and replacements in (optional).
+        ready_timeout_s: Longest wait for a new replica to become ready.
+    """
+
+    def __init__(
+        self,
+        factory: str = DEFAULT_FACTORY,
+        settings: ServeSettings | None = None,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        min_replicas: int = 2,
+        max_replicas: int = 50,
+        policy: AutoscalePolicy | None = None,
+        interval_s: float = 1.0,
+        db: Database | None = None,
+        ready_timeout_s: float = 60.0,
+    ) -> None:
+        from dataclasses import replace
+
+        self.factory = factory
+        self.settings = settings
+        self.host = host or (settings.host if settings is not None else "127.0.0.1")
+        wanted_port = port if port is not None else (settings.port if settings is not None else 0)
+        base = policy or AutoscalePolicy()
+        self.policy = replace(base, min_replicas=min_replicas, max_replicas=max_replicas)
+        self.autoscaler = Autoscaler(self.policy)
+        self.interval_s = interval_s
+        self.db = db
+        self.ready_timeout_s = ready_timeout_s
+        self.stats_dir = Path(tempfile.mkdtemp(prefix="mlops-replicas-"))
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((self.host, wanted_port))
+        self.sock.listen(2048)
+        self.sock.set_inheritable(True)
+        self.port = int(self.sock.getsockname()[1])
+        self.replicas: list[Replica] = []
+        self.decisions: list[ScaleDecision] = []
+        self.events: list[dict[str, Any]] = []
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The base URL clients call."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def replica_count(self) -> int:
+        """Replicas running now."""
+        with self._lock:
+            return sum(1 for r in self.replicas if r.alive)
+
+    def start(self, replicas: int | None = None) -> Supervisor:
+        """Start ``replicas`` (default ``min_replicas``) and wait until they are ready."""
+        self.scale_to(replicas or self.policy.min_replicas, reason="start")
+        return self
+
+    def start_autoscaler(self) -> None:
+        """Run the autoscaling loop on a background thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="autoscaler", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        """Stop the autoscaler and every replica, close the socket."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        with self._lock:
+            for replica in list(self.replicas):
+                self._stop_replica(replica)
+            self.replicas.clear()
+        self.sock.close()
+        for leftover in self.stats_dir.glob("*"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+        with contextlib.suppress(OSError):
+            self.stats_dir.rmdir()
+
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- replicas --------------------------------------------------------------
+
+    def _spawn(self) -> Replica:
+        name = f"replica-{uuid.uuid4().hex[:8]}"
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        if self.settings is not None:
+            env[SETTINGS_ENV] = self.settings.model_dump_json()
+        fd = self.sock.fileno()
+        command = [sys.executable, "-m", "serving.replicas", "--fd", str(fd), "--factory", self.factory]
+        command += ["--replica", name, "--stats-dir", str(self.stats_dir)]
+        process = subprocess.Popen(command, pass_fds=(fd,), env=env)
+        replica = Replica(name, process, time.monotonic())
+        try:
+            import psutil
+
+            replica.cpu = psutil.Process(process.pid)
+            replica.cpu.cpu_percent(None)
+        except Exception:  # psutil missing or the process already gone
+            replica.cpu = None
+        return replica
+
+    def _read_stats(self, replica: Replica) -> dict[str, Any]:
+        path = self.stats_dir / f"{replica.name}.json"
+        with contextlib.suppress(OSError, ValueError):
+            replica.stats = json.loads(path.read_text())
+        return replica.stats
+
+    def _wait_ready(self, replica: Replica) -> None:
+        deadline = time.monotonic() + self.ready_timeout_s
+        while time.monotonic() < deadline:
+            if not replica.alive:
+                raise RuntimeError(
+                    f"{replica.name} (pid {replica.pid}) exited with {replica.process.returncode}"
+                )
+            if self._read_stats(replica).get("ready"):
+                return
+            time.sleep(0.05)
+        self._stop_replica(replica)
+        raise RuntimeError(f"{replica.name} was not ready within {self.ready_timeout_s} s")
+
+    def _stop_replica(self, replica: Replica, timeout: float = 15.0) -> None:
+        if replica.alive:
+            replica.process.send_signal(signal.SIGTERM)
+            try:
+                replica.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                replica.process.kill()
+                replica.process.wait(5)
+        with contextlib.suppress(OSError):
+            (self.stats_dir / f"{replica.name}.json").unlink()
+
+    def _record(self, action: str, before: int, after: int, detail: dict[str, Any]) -> None:
+        event = {"action": action, "before": before, "after": after, "at": time.time(), **detail}
+        self.events.append(event)
+        log.info("replicas %s: %s -> %s %s", action, before, after, detail)
+        if self.db is None:
+            return
+        from storage.audit import append_entry
+
+        try:
+            with self.db.write() as conn:
+                append_entry(
+                    conn,
+                    actor="supervisor",
+                    action=f"replicas.{action}",
+                    entity_type="server",
+                    entity_id=f"{self.host}:{self.port}",
+                    before={"replicas": before},
+                    after={"replicas": after, **detail},
+                )
+        except Exception as exc:  # auditing must not stop serving
+            log.warning("could not audit replicas.%s: %s", action, exc)
+
+    def scale_to(self, count: int, *, reason: str = "manual", detail: dict[str, Any] | None = None) -> int:
+        """Start or stop replicas until ``count`` run (within min/max); returns the count."""
+        count = min(max(count, 1), self.policy.max_replicas)
+        with self._lock:
+            self.replicas = [r for r in self.replicas if r.alive]
+            before = len(self.replicas)
+            if count > before:
+                fresh = [self._spawn() for _ in range(count - before)]
+                for replica in fresh:
+                    self._wait_ready(replica)
+                self.replicas.extend(fresh)
+            elif count < before:
+                for replica in sorted(self.replicas, key=lambda r: r.started_at)[count - before :]:
+                    self._stop_replica(replica)
+                    self.replicas.remove(replica)
+            after = len(self.replicas)
+        if after != before:
+            self._record("scale", before, after, {"reason": reason, **(detail or {})})
+        return after
+
+    def rolling_restart(self) -> list[int]:
+        """Replace every replica one at a time (start new, wait ready, stop old); returns the new pids."""
+        with self._lock:
+            old = [r for r in self.replicas if r.alive]
+            for replica in old:
+                fresh = self._spawn()
+                self._wait_ready(fresh)
+                self.replicas.append(fresh)
+                self._stop_replica(replica)
+                self.replicas.remove(replica)
+            pids = [r.pid for r in self.replicas]
+        self._record("roll", len(old), len(pids), {"pids": pids})
+        return pids
+
+    # -- autoscaling -----------------------------------------------------------
+
+    def metrics(self) -> ReplicaMetrics:
+        """What the replicas report now: mean CPU, worst p95, mean in-flight per replica."""
+        with self._lock:
+            live = [r for r in self.replicas if r.alive]
+            cpu: list[float] = []
+            p95: list[float] = []
+            inflight = 0.0
+            for replica in live:
+                stats = self._read_stats(replica)
+                inflight += float(stats.get("inflight_avg") or 0.0)
+                if stats.get("p95_ms") is not None and stats.get("window", 0) >= 5:
+                    p95.append(float(stats["p95_ms"]))
+                if replica.cpu is not None:
+                    with contextlib.suppress(Exception):
+                        cpu.append(float(replica.cpu.cpu_percent(None)))
+        n = max(1, len(live))
+        return ReplicaMetrics(
+            replicas=len(live),
+            cpu_percent=sum(cpu) / len(cpu) if cpu else None,
+            p95_ms=max(p95) if p95 else None,
+            inflight_per_replica=inflight / n,
+        )
+
+    def autoscale_once(self, now: float | None = None) -> ScaleDecision:
+        """Read the metrics, ask the autoscaler, scale; replaces replicas that died."""
+        metrics = self.metrics()
+        decision = self.autoscaler.recommend(metrics, now=time.monotonic() if now is None else now)
+        self.decisions.append(decision)
+        if decision.desired != metrics.replicas:
+            self.scale_to(decision.desired, reason="autoscale", detail={"metrics": decision.reasons})
+        return decision
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.autoscale_once()
+            except Exception as exc:  # keep scaling after a replica that failed to start
+                log.warning("autoscaler step failed: %s: %s", type(exc).__name__, exc)
+
+
+def run_supervised(
+    settings: ServeSettings,
+    min_replicas: int = 2,
+    max_replicas: int = 50,
+    autoscale: bool = True,
+    *,
+    factory: str = DEFAULT_FACTORY,
+    policy: AutoscalePolicy | None = None,
+) -> None:
+    """Serve ``settings.host:settings.port`` with supervised replicas until SIGINT/SIGTERM (SIGHUP: roll).
+
+    Args:
+        settings: Server settings for every replica.
+        min_replicas: Replicas to start (and keep at least, when autoscaling).
+        max_replicas: Most replicas the autoscaler starts.
+        autoscale: Scale between min and max on CPU, p95 latency and in-flight requests.
+        factory: The app factory (``module:function``).
+        policy: Autoscaling targets and windows.
+    """
+    from blocks.settings import get_settings
+    from storage.db import Database
+
+    db = Database(get_settings().resolved_database_url())
+    supervisor = Supervisor(
+        factory, settings, min_replicas=min_replicas, max_replicas=max_replicas, policy=policy, db=db
+    )
+    done = threading.Event()
+    roll = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    with contextlib.suppress(AttributeError, ValueError):
+        signal.signal(signal.SIGHUP, lambda *_: roll.set())
+    try:
+        supervisor.start()
+        log.warning("serving %s with %d replicas", supervisor.url, supervisor.replica_count)
+        if autoscale:
+            supervisor.start_autoscaler()
+        while not done.wait(0.5):
+            if roll.is_set():
+                roll.clear()
+                supervisor.rolling_restart()
+    finally:
+        supervisor.close()
+        db.dispose()
+
+
+def _main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="one model-server replica on an inherited socket")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--factory", default=DEFAULT_FACTORY)
+    parser.add_argument("--replica", required=True)
+    parser.add_argument("--stats-dir", required=True)
+    args = parser.parse_args(argv)
+    _replica_main(args.fd, args.factory, args.replica, args.stats_dir)
+
+
+if __name__ == "__main__":
+    _main()
