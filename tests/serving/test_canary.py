@@ -85,3 +85,43 @@ def test_breach_watcher_rolls_back_but_never_advances(store: EndpointStore) -> N
     _flush(store, "canary", 50, 40)
     assert list(check_breaches(store)) == ["ep"]
     assert store.get("ep").canary.status == "rolled_back"  # type: ignore[union-attr]
+
+
+@pytest.mark.slow
+def test_failing_canary_rolls_back_through_the_real_server(tmp_path: Path) -> None:
+    import time
+
+    import httpx
+
+    from tests.serving.canary_models import ADMIN, Traffic, served_registry
+
+    with served_registry(tmp_path) as (url, _reg):
+        admin = httpx.Client(base_url=f"{url}/admin", headers=ADMIN, timeout=30)
+        body = {"name": "fraud-live", "variants": [{"name": "main", "model": "fraud", "version": "1"}]}
+        assert admin.post("/endpoints", json=body).status_code == 201
+        plan = {"version": "2", "steps": [20, 50, 100], "min_requests": 10}
+        assert admin.post("/endpoints/fraud-live/canary", json=plan).status_code == 201
+        traffic = Traffic(url, "fraud-live").start()
+        decision = "hold"
+        deadline = time.monotonic() + 30
+        while decision == "hold" and time.monotonic() < deadline:
+            time.sleep(0.5)  # the server flushes its per-variant counters every 2 s
+            decision = admin.post("/endpoints/fraud-live/canary/analyze", json={}).json()["analysis"][
+                "decision"
+            ]
+        assert decision == "rollback"
+        time.sleep(0.5)
+        cut = len(traffic.answers)
+        time.sleep(1.0)
+        answers = traffic.finish()
+        state = admin.get("/endpoints/fraud-live/canary").json()
+        admin.close()
+    assert state["weights"] == {"stable": 100.0, "canary": 0.0} and state["plan"]["status"] == "rolled_back"
+    rollback = next(e for e in state["events"] if e["kind"] == "canary.rollback")
+    assert "error rate" in rollback["detail"]["reason"]
+    failed = [a for a in answers if a[1] != 200]
+    stable = [a for a in answers if a[2] == "stable"]
+    assert failed and all("version 2 failed to predict" in a[2] for a in failed)
+    assert stable and all(a[1] == 200 for a in stable)  # no stable request failed meanwhile
+    after = answers[cut:]
+    assert after and all(a[1] == 200 and a[2] == "stable" for a in after)
