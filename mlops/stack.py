@@ -214,9 +214,18 @@ def is_alive(record: ServiceRecord) -> bool:
     return _process(record) is not None
 
 
-def _spawn(
-    name: str, command: list[str], env: dict[str, str], run: Path, address: str | None
+def spawn_service(
+    name: str, command: list[str], env: dict[str, str], run: Path, address: str | None = None
 ) -> ServiceRecord:
+    """Start ``command`` in its own session and process group; log ``run/NAME.log``, PID ``run/NAME.pid``.
+
+    Example:
+        >>> import sys, tempfile, pathlib
+        >>> run = pathlib.Path(tempfile.mkdtemp())
+        >>> record = spawn_service("nap", [sys.executable, "-c", "import time; time.sleep(30)"], {}, run)
+        >>> is_alive(record), stop_service(record, timeout=5), is_alive(record)
+        (True, True, False)
+    """
     import psutil
 
     log = run / f"{name}.log"
@@ -394,7 +403,7 @@ def start_prefect_server(
     (home / "prefect").mkdir(parents=True, exist_ok=True)
     port = choose_port(port, DEFAULT_PORTS["prefect"], "Prefect")
     api_url = f"http://{HOST}:{port}/api"
-    record = _spawn("prefect-server", _prefect_server_command(port), _base_env(home), run, api_url)
+    record = spawn_service("prefect-server", _prefect_server_command(port), _base_env(home), run, api_url)
     try:
         _wait_until(record, lambda: _http_ok(f"{api_url}/health"), timeout, "answering")
     except BaseException:
@@ -530,7 +539,7 @@ def start_stack(options: StackOptions | None = None, home: Path | None = None) -
 def _start(
     state: StackState, run: Path, name: str, address: str | None, env: dict[str, str], command: list[str]
 ) -> ServiceRecord:
-    record = _spawn(name, command, env, run, address)
+    record = spawn_service(name, command, env, run, address)
     state.services.append(record)
     _write_state(state, run)
     return record
