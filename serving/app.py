@@ -87,8 +87,18 @@ _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 MAX_REQUEST_ID = 256
 
 
+def _plain(value: Any) -> Any:
+    """What orjson cannot write itself: non-contiguous or object arrays, numpy scalars."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body, option=_NUMPY), status, headers, media_type="application/json")
+    content = orjson.dumps(body, default=_plain, option=_NUMPY)
+    return Response(content, status, headers, media_type="application/json")
 
 
 def error_status(exc: BaseException) -> tuple[int, str]:
@@ -137,6 +147,7 @@ class ServerState:
     metrics: ServingMetrics
     writer: PredictionLogWriter | None
     router: Any = None
+    ground_truth: GroundTruthLog | None = None
     ready: bool = False
     not_ready_reason: str = "starting"
     shadow_pool: ThreadPoolExecutor = field(
@@ -495,9 +506,8 @@ def create_app(settings: ServeSettings | None = None, *, registry: Registry | No
             flush_s=settings.log_flush_s,
             max_rows=settings.log_queue_rows,
         )
-    state = ServerState(
-        settings, registry, ModelCache(registry, refresh_s=settings.refresh_s), metrics, writer
-    )
+    state = ServerState(settings, registry, ModelCache(registry), metrics, writer)
+    state.ground_truth = GroundTruthLog.from_settings()
     state.cache = ModelCache(
         registry,
         trust_pickle=settings.trust_pickle,
@@ -712,7 +722,8 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
             items = payload["labels"]
         if len(items) > state.settings.max_batch_rows:
             raise RequestError(f"too many labels: {len(items)} (at most {state.settings.max_batch_rows})")
-        path = await run_in_threadpool(GroundTruthLog.from_settings().append, items)
+        truth = state.ground_truth or GroundTruthLog.from_settings()
+        path = await run_in_threadpool(truth.append, items)
         return _json({"stored": len(items), "file": path.name})
 
     @app.post(

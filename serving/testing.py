@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import pickle
@@ -119,7 +120,12 @@ def pipeline_onnx(pipeline: Any, frame: pd.DataFrame) -> bytes:
 
 
 def demo_files(kind: str, *, rows: int = 400, n_estimators: int = 20, seed: int = 0) -> dict[str, bytes]:
-    """The files of a demo version of ``kind`` (see the module docs)."""
+    """The files of a demo version of ``kind`` (see the module docs); trained once per process."""
+    return dict(_demo_files(kind, rows, n_estimators, seed))
+
+
+@functools.lru_cache(maxsize=32)
+def _demo_files(kind: str, rows: int, n_estimators: int, seed: int) -> dict[str, bytes]:
     import skops.io as sio
 
     frame = demo_frame(rows, seed)
