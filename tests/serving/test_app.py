@@ -310,8 +310,8 @@ def test_predictions_are_logged(env: Env) -> None:
 def test_feedback_is_stored_as_ground_truth(env: Env) -> None:
     r = env.client.post("/v1/feedback", json={"request_id": "log-3:0", "label": 1})
     assert r.status_code == 200 and r.json()["stored"] == 1
-    r = env.client.post("/v2/models/fraud/feedback", json=[{"request_id": "x1", "label": 0},
-                                                            {"request_id": "log-3:0", "label": 0}])  # fmt: skip
+    labels = [{"request_id": "x1", "label": 0}, {"request_id": "log-3:0", "label": 0}]
+    r = env.client.post("/v2/models/fraud/feedback", json=labels)
     assert r.json()["stored"] == 2
     labels = read_labels(env.home / "ground_truth").set_index("request_id")["label"]
     assert labels.to_dict() == {"log-3:0": 0, "x1": 0}
