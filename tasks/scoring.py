@@ -27,10 +27,11 @@ import pandas as pd
 import skops.io as sio
 
 from storage.errors import ValidationError
+from storage.model_format import ONNX_FILE, ONNX_LABEL, ONNX_REGRESSION, input_types
 from storage.registry import Registry
 from storage.registry_reads import VersionRef
 
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
+TRUSTED_PREFIXES: tuple[str, ...] = ("sklearn.", "numpy.", "scipy.", "builtins.")
 #: The training pipeline's own transformer (``InteractionFeatures``), inside versions' model.skops files.
 TRUSTED_PREFIXES += ("tasks.engineering.",)
 
@@ -65,8 +66,38 @@ def feature_columns(registry: Registry, model: str, version: VersionRef, frame: 
 
 
 def score(registry: Registry, model: str, version: VersionRef, frame: pd.DataFrame) -> Any:
-    """Class predictions of a version for ``frame`` (columns from the version's signature)."""
-    estimator = load_sklearn_model(registry, model, version)
+    """Class predictions of a version for ``frame`` (columns from the version's signature).
+
+    A version with an ONNX file (see :mod:`storage.model_format`; kept only when
+    it matched the native model) is scored by ONNX Runtime, so XGBoost and
+    PyTorch versions score too; otherwise its skops file is loaded.
+    """
+    found = registry.get_version(model, version)
     inputs = frame[feature_columns(registry, model, version, frame)]
+    if any(a.name == ONNX_FILE for a in found.artifacts):
+        return _onnx_labels(registry.load_artifact(model, found.number, ONNX_FILE), inputs, found.signature)
+    estimator = load_sklearn_model(registry, model, version)
     # An estimator fitted on an array expects an array; one fitted on a frame, the same column names.
     return estimator.predict(inputs if hasattr(estimator, "feature_names_in_") else inputs.to_numpy())
+
+
+def _onnx_labels(onnx_bytes: bytes, inputs: pd.DataFrame, signature: Any) -> Any:
+    import numpy as np
+    import onnxruntime as ort
+
+    from tasks.export import onnx_feed
+
+    types = input_types(signature)
+    cast = inputs.copy()
+    for name in cast.columns:  # the graph's input types are the signature's, whatever the file held
+        if types.get(name) == "float":
+            cast[name] = pd.to_numeric(cast[name], errors="coerce").astype("float64")
+        elif types.get(name) in ("int", "bool"):
+            cast[name] = pd.to_numeric(cast[name], errors="coerce").astype("int64")
+        else:
+            cast[name] = cast[name].astype(object)
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    wanted = ONNX_LABEL if ONNX_LABEL in names else ONNX_REGRESSION
+    out = session.run([wanted], onnx_feed(cast))[0]
+    return np.asarray(out).reshape(len(inputs))
