@@ -276,23 +276,41 @@ def stop_service(record: ServiceRecord, timeout: float = 10.0) -> bool:
     Returns:
         Whether a running process was found and stopped.
     """
+    return bool(stop_services([record], timeout))
+
+
+def stop_services(records: list[ServiceRecord], timeout: float = 10.0) -> list[str]:
+    """Stop several services at once: SIGTERM to every group, one shared wait, then SIGKILL.
+
+    Returns:
+        The names of the services that were running.
+    """
     import psutil
 
-    leader = _process(record)
-    if leader is None:
-        return False
-    try:
-        family = [leader, *leader.children(recursive=True)]
-    except psutil.Error:
-        family = [leader]
-    _signal_all(record.pid, family, signal.SIGTERM)
+    running, family = [], []
+    for record in records:
+        leader = _process(record)
+        if leader is None:
+            continue
+        try:
+            members = [leader, *leader.children(recursive=True)]
+        except psutil.Error:
+            members = [leader]
+        running.append(record)
+        family.extend(members)
+        _signal_all(record.pid, members, signal.SIGTERM)
     _, alive = psutil.wait_procs(family, timeout=timeout)
     if alive:
-        _signal_all(record.pid, alive, signal.SIGKILL)
+        for record in running:
+            _signal_all(record.pid, [p for p in alive if p.pid == record.pid], signal.SIGKILL)
+        for proc in alive:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
         psutil.wait_procs(alive, timeout=5)
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(record.pid, os.WNOHANG)
-    return True
+    for record in running:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(record.pid, os.WNOHANG)
+    return [r.name for r in running]
 
 
 def _signal_all(pgid: int, procs: list[Any], sig: signal.Signals) -> None:
@@ -547,18 +565,17 @@ def _start(
 
 # ------------------------------------------------------------- down/status
 def _stop_all(state: StackState, timeout: float) -> list[str]:
-    stopped = []
     order = {name: i for i, name in enumerate(SERVICE_ORDER)}
-    for record in sorted(state.services, key=lambda s: order.get(s.name, -1), reverse=True):
-        if stop_service(record, timeout):
-            stopped.append(record.name)
+    records = sorted(state.services, key=lambda s: order.get(s.name, -1), reverse=True)
+    stopped = stop_services(records, timeout)
+    for record in records:
         Path(record.log).with_suffix(".pid").unlink(missing_ok=True)
     (Path(state.home) / "run" / STATE_FILE).unlink(missing_ok=True)
     return stopped
 
 
 def stop_stack(home: Path | None = None, timeout: float = 10.0) -> list[str]:
-    """Stop every service of the stack (newest first) and remove the state file.
+    """Stop every service of the stack (all groups at once) and remove the state file.
 
     Returns:
         The names of the services that were running and are now stopped.

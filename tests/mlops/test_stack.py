@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 from typer.testing import CliRunner
@@ -37,6 +38,7 @@ from mlops.stack import (
     read_state,
     run_dir,
     service_pids,
+    serving_available,
     spawn_service,
     start_stack,
     stop_service,
@@ -177,7 +179,8 @@ def running_stack(stack_env: dict[str, str]) -> Iterator[StackState]:
     """``mlops up`` as a user runs it; whatever happens, the stack is stopped afterwards."""
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "mlops.cli", "up", "--dask-workers", "1", "--no-serve", "--json",
+            [sys.executable, "-m", "mlops.cli", "up", "--dask-workers", "1", "--json",
+             "--serve" if serving_available() else "--no-serve", "--serve-port", str(free_port()),
              "--prefect-port", str(free_port()), "--dask-port", str(free_port())],
             cwd=ROOT, env=stack_env, capture_output=True, text=True, timeout=240,
         )  # fmt: skip
@@ -199,12 +202,12 @@ def test_up_runs_a_deployment_on_the_dask_cluster_and_down_leaves_nothing(
 
     state = running_stack
     assert state.prefect_api_url.startswith("http://127.0.0.1:")
-    assert {s.name for s in state.services} == {
-        "prefect-server",
-        "dask-scheduler",
-        "dask-workers",
-        "prefect-worker",
-    }
+    expected = {"prefect-server", "dask-scheduler", "dask-workers", "prefect-worker"}
+    if serving_available():
+        expected.add("model-server")
+        assert state.serve_url is not None
+        assert httpx.get(f"{state.serve_url}/v2/health/live", timeout=5).status_code == 200
+    assert {s.name for s in state.services} == expected
     assert all(is_alive(s) for s in state.services)
     for service in state.services:
         assert (run_dir() / f"{service.name}.pid").read_text().strip() == str(service.pid)
