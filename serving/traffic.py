@@ -41,6 +41,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from storage.db import Database
 from storage.endpoints import Endpoint, EndpointStore, LatencyHistogram, StatsRow
@@ -91,6 +92,7 @@ class _Table:
     plain: tuple[Route, ...]  # per variant, without shadows
     mirrored: tuple[Route, ...]  # per variant, with the shadow targets
     shadow_fraction: float
+    targets: dict[str, Target]  # every live variant's target, weight 0 included
 
     @classmethod
     def compile(cls, endpoint: Endpoint) -> _Table | None:
@@ -98,6 +100,7 @@ class _Table:
         total = sum(v.weight for v in live)
         if not live or total <= 0:
             return None
+        targets = {v.name: Target(v.model, v.version) for v in endpoint.live}
         bounds, acc = [], 0.0
         for v in live:
             acc += v.weight / total
@@ -107,13 +110,14 @@ class _Table:
         plain = tuple(Route(endpoint.name, v.name, Target(v.model, v.version)) for v in live)
         mirrored = tuple(Route(r.endpoint, r.variant, r.target, shadows) for r in plain)
         fraction = endpoint.shadow_percent / 100.0 if shadows else 0.0
-        return cls(endpoint.revision, tuple(bounds), plain, mirrored, fraction)
+        return cls(endpoint.revision, tuple(bounds), plain, mirrored, fraction, targets)
 
 
 class _Counter:
-    __slots__ = ("errors", "histogram", "latency_sum_ms", "requests")
+    __slots__ = ("errors", "histogram", "latency_sum_ms", "requests", "started")
 
-    def __init__(self) -> None:
+    def __init__(self, started: datetime | None = None) -> None:
+        self.started = started or datetime.now(UTC)
         self.requests = 0
         self.errors = 0
         self.latency_sum_ms = 0.0
@@ -151,6 +155,7 @@ class TrafficRouter:
         self._loaded_at = 0.0
         self._refresh_lock = threading.Lock()
         self._counters: dict[tuple[str, str], _Counter] = {}
+        self._sealed: list[tuple[str, str, _Counter]] = []
         self._counter_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -194,20 +199,36 @@ class TrafficRouter:
                 tables = dict(self._tables)
                 for gone in set(tables) - set(revisions):
                     del tables[gone]
-                for name, revision in revisions.items():
-                    if self._revisions.get(name) != revision:
-                        try:
-                            tables[name] = _Table.compile(self.store.get(name))
-                        except LookupError:  # deleted between the two reads
-                            tables.pop(name, None)
+                changed = {n for n, r in revisions.items() if self._revisions.get(n) != r}
+                self._seal(changed | (set(self._revisions) - set(revisions)))
+                for name in sorted(changed):
+                    try:
+                        tables[name] = _Table.compile(self.store.get(name))
+                    except LookupError:  # deleted between the two reads
+                        tables.pop(name, None)
                 self._tables = tables
                 self._revisions = revisions
             self._loaded_at = time.monotonic()
 
     # -- observations ----------------------------------------------------------
 
+    def _seal(self, endpoints: set[str]) -> None:
+        """Close the counters of endpoints whose configuration changed: later requests count anew."""
+        if not endpoints:
+            return
+        with self._counter_lock:
+            for key in [k for k in self._counters if k[0] in endpoints]:
+                self._sealed.append((*key, self._counters.pop(key)))
+
     def observe(self, endpoint: str, variant: str, target: Target, latency_ms: float, ok: bool) -> None:
-        """Count one answered request of a variant."""
+        """Count one answered request of a variant.
+
+        A request answered by a target the variant no longer points to (routed
+        just before a change) is not counted: it belongs to the old configuration.
+        """
+        table = self._tables.get(endpoint)
+        if table is not None and table.targets.get(variant, target) != target:
+            return
         key = (endpoint, variant)
         with self._counter_lock:
             counter = self._counters.get(key)
@@ -222,26 +243,28 @@ class TrafficRouter:
     def pending(self) -> dict[tuple[str, str], tuple[int, int]]:
         """Requests and errors counted but not yet flushed, by (endpoint, variant)."""
         with self._counter_lock:
-            return {k: (c.requests, c.errors) for k, c in self._counters.items()}
+            found = {k: (c.requests, c.errors) for k, c in self._counters.items()}
+            for endpoint, variant, c in self._sealed:
+                old = found.get((endpoint, variant), (0, 0))
+                found[(endpoint, variant)] = (old[0] + c.requests, old[1] + c.errors)
+            return found
 
     def flush(self) -> int:
         """Write the counters to the database now; returns the rows written."""
         with self._counter_lock:
-            counters, self._counters = self._counters, {}
+            counters = [(e, v, c) for (e, v), c in self._counters.items()] + self._sealed
+            self._counters, self._sealed = {}, []
         rows = [
-            StatsRow(e, v, self.replica, c.requests, c.errors, c.latency_sum_ms, c.histogram.counts)
-            for (e, v), c in counters.items()
+            StatsRow(
+                e, v, self.replica, c.requests, c.errors, c.latency_sum_ms, c.histogram.counts, c.started
+            )
+            for e, v, c in counters
         ]
         try:
             return self.store.flush_stats(rows)
         except Exception:
             with self._counter_lock:  # keep them for the next flush
-                for key, old in counters.items():
-                    counter = self._counters.setdefault(key, _Counter())
-                    counter.requests += old.requests
-                    counter.errors += old.errors
-                    counter.latency_sum_ms += old.latency_sum_ms
-                    counter.histogram.merge(old.histogram)
+                self._sealed.extend(counters)
             raise
 
     def _loop(self) -> None:

@@ -17,7 +17,9 @@ runs in one write transaction with its audit entry and an endpoint event, and
 bumps the endpoint's ``revision`` so routers notice it.
 
 Routers flush per-variant request counts, errors and latency histograms as
-``serving_stats`` rows (one per replica and flush); readers add them up.
+``serving_stats`` rows (one per replica and flush, with the time the first
+request counted in it was observed); readers add them up over the rows that
+started inside a window, so a canary step never counts the step before.
 
 Example:
     >>> from storage.db import Database
@@ -296,6 +298,7 @@ class StatsRow:
     errors: int
     latency_sum_ms: float
     latency_hist: Mapping[int, int]
+    window_start: datetime | None = None
 
 
 @dataclass
@@ -733,6 +736,7 @@ class EndpointStore:
                     "endpoint_id": ids[r.endpoint],
                     "variant": r.variant,
                     "replica": r.replica,
+                    "window_start": r.window_start or now,
                     "window_end": now,
                     "requests": r.requests,
                     "errors": r.errors,
@@ -747,7 +751,7 @@ class EndpointStore:
             return len(values)
 
     def stats(self, name: str, *, since: datetime | None = None) -> dict[str, VariantStats]:
-        """Per-variant totals of every replica's flushed counters since ``since``."""
+        """Per-variant totals of every replica's flushed counters that started at or after ``since``."""
         s = t.serving_stats.c
         with self.db.read() as conn:
             endpoint_id = self._id(conn, name)
@@ -755,7 +759,7 @@ class EndpointStore:
                 s.endpoint_id == endpoint_id
             )
             if since is not None:
-                query = query.where(s.window_end >= since)
+                query = query.where(s.window_start >= since)
             out: dict[str, VariantStats] = {}
             for row in conn.execute(query):
                 acc = out.setdefault(row.variant, VariantStats(row.variant))

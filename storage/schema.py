@@ -477,6 +477,7 @@ serving_stats = sa.Table(
     ),
     sa.Column("variant", sa.String(64), nullable=False),
     sa.Column("replica", sa.String(128), nullable=False),
+    sa.Column("window_start", UTCDateTime, nullable=False),
     sa.Column("window_end", UTCDateTime, nullable=False),
     sa.Column("requests", sa.Integer, nullable=False),
     sa.Column("errors", sa.Integer, nullable=False),

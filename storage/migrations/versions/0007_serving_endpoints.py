@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("endpoint_id", sa.Integer(), nullable=False),
         sa.Column("variant", sa.String(length=64), nullable=False),
         sa.Column("replica", sa.String(length=128), nullable=False),
+        sa.Column("window_start", sa.DateTime(timezone=True), nullable=False),
         sa.Column("window_end", sa.DateTime(timezone=True), nullable=False),
         sa.Column("requests", sa.Integer(), nullable=False),
         sa.Column("errors", sa.Integer(), nullable=False),
