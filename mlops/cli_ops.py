@@ -9,6 +9,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -58,6 +59,8 @@ def up(
     say(f"work pool       {state.work_pool} (process worker running)")
     say(f"Dask scheduler  {state.dask_address}")
     say(f"model server    {state.serve_url or '-'}")
+    if state.serve_url and not os.environ.get("MLOPS_SERVE_ADMIN_KEY"):
+        say(f"admin key       in {state.home}/run/admin-key")
     say(f"logs and PIDs   {state.home}/run")
     say("Use it from a shell:")
     for key, value in state.env().items():

@@ -374,6 +374,21 @@ def ensure_work_pool(api_url: str, env: dict[str, str], pool: str = WORK_POOL) -
     return True
 
 
+def admin_key(run: Path) -> str:
+    """The model server's admin key of this stack: ``run/admin-key``, created (mode 0600) when missing.
+
+    ``mlops up`` gives it to the model server and the Prefect worker when
+    ``MLOPS_SERVE_ADMIN_KEY`` is not set, so rollouts can change traffic.
+    """
+    import secrets
+
+    path = run / "admin-key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(24))
+    return path.read_text().strip()
+
+
 def serving_available() -> bool:
     """Whether the model server (``serving.app``) is installed."""
     try:
@@ -517,6 +532,10 @@ def start_stack(options: StackOptions | None = None, home: Path | None = None) -
     )
     env = _base_env(home)
     connected = {**env, "PREFECT_API_URL": api_url, "MLOPS_DASK_ADDRESS": dask_address}
+    if state.serve_url:
+        # rollouts started by the worker find the model server and its admin API here
+        connected["MLOPS_SERVE_URL"] = state.serve_url
+        connected["MLOPS_SERVE_ADMIN_KEY"] = env.get("MLOPS_SERVE_ADMIN_KEY") or admin_key(run)
     try:
         server = _start(
             state, run, "prefect-server", state.prefect_ui_url, env, _prefect_server_command(prefect_port)

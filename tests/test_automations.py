@@ -92,6 +92,20 @@ def test_drift_event_starts_retraining(deployed_server: DeployedServer) -> None:
     assert run.state_type.value in {"SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CRASHED"}
 
 
+def test_retraining_fires_once_per_model_per_window(deployed_server: DeployedServer) -> None:
+    _needs("flows/training.py")
+    api_url = deployed_server.api_url
+    model, sentinel = f"burst-{uuid.uuid4().hex[:8]}", f"sentinel-{uuid.uuid4().hex[:8]}"
+    for column in ("amount", "age", "country"):  # one check, three drifted columns, three alerts
+        emit(api_url, DRIFT_EVENT, version_resource(model, 1), {"subject": column})
+    wait_for_run(api_url, "train-model/train-model", {"config_path": f"pipelines/{model}.yaml"})
+    emit(api_url, PERFORMANCE_EVENT, version_resource(model, 1), {"metric": "f1"})
+    emit(api_url, DRIFT_EVENT, version_resource(sentinel, 1))
+    wait_for_run(api_url, "train-model/train-model", {"config_path": f"pipelines/{sentinel}.yaml"})
+    configs = [r.parameters.get("config_path") for r in runs_of(api_url, "train-model/train-model")]
+    assert configs.count(f"pipelines/{model}.yaml") == 1
+
+
 def test_performance_event_starts_retraining(deployed_server: DeployedServer) -> None:
     _needs("flows/training.py")
     model = f"fraud-{uuid.uuid4().hex[:8]}"

@@ -207,6 +207,14 @@ def test_up_runs_a_deployment_on_the_dask_cluster_and_down_leaves_nothing(
         expected.add("model-server")
         assert state.serve_url is not None
         assert httpx.get(f"{state.serve_url}/v2/health/live", timeout=5).status_code == 200
+        key = (run_dir() / "admin-key").read_text().strip()
+        admin = f"{state.serve_url}/admin/endpoints"
+        assert httpx.get(admin, headers={"Authorization": f"Bearer {key}"}, timeout=5).status_code == 200
+        assert httpx.get(admin, timeout=5).status_code in (401, 403)
+        (worker,) = [s for s in state.services if s.name == "prefect-worker"]
+        worker_env = psutil.Process(worker.pid).environ()
+        assert worker_env["MLOPS_SERVE_URL"] == state.serve_url
+        assert worker_env["MLOPS_SERVE_ADMIN_KEY"] == key
     assert {s.name for s in state.services} == expected
     assert all(is_alive(s) for s in state.services)
     for service in state.services:
