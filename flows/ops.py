@@ -6,9 +6,9 @@ deployment shows that runs of that worker reach the Prefect server and fan
 their tasks out to that Dask cluster.
 
 Example:
-    >>> from flows.ops import dask_address
-    >>> dask_address("tcp://127.0.0.1:8786")
-    'tcp://127.0.0.1:8786'
+    >>> from flows.ops import cluster_check
+    >>> cluster_check.name
+    'cluster-check'
 """
 
 from __future__ import annotations
@@ -19,17 +19,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
-DASK_ADDRESS_ENV = "MLOPS_DASK_ADDRESS"
-
-
-def dask_address(address: str | None = None) -> str | None:
-    """The Dask scheduler to run tasks on: ``address``, else ``MLOPS_DASK_ADDRESS``, else none.
-
-    Example:
-        >>> dask_address("tcp://10.0.0.5:8786")
-        'tcp://10.0.0.5:8786'
-    """
-    return address or os.environ.get(DASK_ADDRESS_ENV) or None
+from tasks.cluster import ADDRESS_ENV, resolve_address, task_runner_for
 
 
 @task(name="dask-worker-address")
@@ -67,14 +57,12 @@ def cluster_check(n_tasks: int = 4, address: str | None = None) -> dict[str, Any
     Raises:
         ValueError: When no scheduler address is given or set, or ``n_tasks`` < 1.
     """
-    from prefect_dask import DaskTaskRunner
-
-    scheduler = dask_address(address)
+    scheduler = resolve_address(address)
     if not scheduler:
-        raise ValueError(f"no Dask scheduler: pass address= or set {DASK_ADDRESS_ENV}")
+        raise ValueError(f"no Dask scheduler: pass address= or set {ADDRESS_ENV}")
     if n_tasks < 1:
         raise ValueError(f"n_tasks must be at least 1, got {n_tasks}")
-    runner: Any = DaskTaskRunner(address=scheduler)
+    runner: Any = task_runner_for(scheduler)
     tasks = _probe.with_options(task_runner=runner)(n_tasks)
     workers = sorted({t["worker"] for t in tasks if t["worker"]})
     create_table_artifact(
