@@ -24,6 +24,7 @@ from mlops._cli_common import PACKAGE, ErrorReportingGroup, JsonOpt, say
 from mlops.cli_approvals import approvals_app, approve, reject, reviewers_app, rollback
 from mlops.cli_audit import audit_app
 from mlops.cli_compliance import attest, compliance_app, risk
+from mlops.cli_endpoints import canary_app, endpoints_app
 from mlops.cli_features import app as features_app
 from mlops.cli_governance import erase, lineage_app
 from mlops.cli_monitoring import alerts_app, monitor_app
@@ -45,6 +46,8 @@ app.add_typer(compliance_app, name="compliance")
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(endpoints_app, name="endpoints")
+app.add_typer(canary_app, name="canary")
 app.command("attest")(attest)
 app.command("risk")(risk)
 app.command("erase")(erase)
