@@ -312,6 +312,30 @@ def reference_frame(pipeline: Any, split: SplitData, spec: TrainingSpec, target:
     return frame
 
 
+def raw_importance(importance: dict[str, float], features: FeatureSpec) -> dict[str, float]:
+    """Importance of the model matrix's columns summed back to raw columns (largest first).
+
+    ``numeric__amount`` → ``amount``; ``categorical__country_NL`` → ``country``; generated
+    interaction columns keep their names.
+
+    Example:
+        >>> raw_importance({"numeric__a": 0.1, "categorical__c_x": 0.2, "categorical__c_y": 0.3},
+        ...                FeatureSpec(["a"], ["c"]))
+        {'c': 0.5, 'a': 0.1}
+    """
+    out: dict[str, float] = {}
+    for name, value in importance.items():
+        branch, _, rest = name.partition("__")
+        raw = rest or name
+        if branch == "categorical":
+            raw = next(
+                (c for c in sorted(features.categorical, key=len, reverse=True) if rest.startswith(f"{c}_")),
+                rest,
+            )
+        out[raw] = out.get(raw, 0.0) + float(value)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 @task(name="describe-model-version", retries=2, retry_delay_seconds=1)
 def describe_version(
     model: str,
@@ -342,10 +366,16 @@ def describe_version(
     out: dict[str, Any] = {"reference_profile": report.id, "explainer": None, "features": []}
     try:
         background = split.X_train.sample(min(len(split.X_train), 100), random_state=spec.seed)
-        explainer = make_explainer(pipeline, background, nsamples=64, seed=spec.seed)
+        pre, est = pipeline.named_steps["pre"], pipeline.named_steps["model"]
+        names = [str(n) for n in pre.get_feature_names_out()]
+        matrix = pd.DataFrame(np.asarray(pre.transform(background), dtype=float), columns=names)
+        explainer = make_explainer(est, matrix, nsamples=64, seed=spec.seed)
         rows = 200 if explainer.kind in ("tree", "linear") else 10
-        importance = global_importance(explainer, background, max_rows=rows, seed=spec.seed)
-        registry.set_version_extra(model, version, "explainer", explainer.explainer_config())
+        importance = raw_importance(
+            global_importance(explainer, matrix, max_rows=rows, seed=spec.seed), spec.features
+        )
+        config = {**explainer.explainer_config(), "space": "transformed", "inputs": spec.features.columns}
+        registry.set_version_extra(model, version, "explainer", config)
         registry.set_version_extra(model, version, "global_importance", importance)
         out["explainer"] = explainer.explainer_config()["kind"]
     except Exception as exc:  # an estimator SHAP cannot explain: recorded, not fatal

@@ -95,12 +95,10 @@ def grid_space(space: Mapping[str, ParamSpec]) -> dict[str, list[Any]]:
         if spec.type == "categorical":
             out[name] = list(spec.choices or [])
         elif spec.type == "int":
-            step = int(spec.step or 1)
-            out[name] = list(range(int(spec.low or 0), int(spec.high or 0) + 1, step))
+            out[name] = list(range(int(spec.low or 0), int(spec.high or 0) + 1, int(spec.step or 1)))
         else:
-            out[name] = [
-                float(v) for v in np.arange(spec.low or 0.0, (spec.high or 0.0) + 1e-12, spec.step or 1.0)
-            ]
+            low, high, width = float(spec.low or 0.0), float(spec.high or 0.0), float(spec.step or 1.0)
+            out[name] = [round(low + i * width, 12) for i in range(round((high - low) / width) + 1)]
     return out
 
 

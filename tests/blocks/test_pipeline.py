@@ -1,0 +1,107 @@
+"""PipelineConfig: YAML loading, unknown keys, malformed search spaces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from blocks.pipeline import ConfigError, PipelineConfig
+
+BASE = {"name": "churn", "data_source": "d.csv", "target_column": "y"}
+
+
+def test_yaml_in_the_seed_form_loads(tmp_path: Path) -> None:
+    path = tmp_path / "train.yaml"
+    path.write_text(
+        """
+name: churn
+data_source: data/churn.parquet
+target_column: churned
+model_type: xgboost
+model_class: XGBClassifier
+enable_tuning: true
+tuning_trials: 50
+tuning_timeout: 600
+tuner: tpe
+param_space:
+  max_depth: {type: int, low: 3, high: 15}
+  learning_rate: {type: float, low: 0.001, high: 0.3, log: true}
+  booster: {type: categorical, choices: [gbtree, dart]}
+cross_validation_folds: 5
+test_size: 0.2
+metrics: [accuracy, f1, auc_roc]
+seed: 7
+feature_engineering: {interactions: true, max_generated: 4}
+dask_address: tcp://127.0.0.1:8786
+"""
+    )
+    cfg = PipelineConfig.from_yaml(path)
+    assert cfg.param_space["learning_rate"].log is True
+    assert cfg.param_space["booster"].choices == ["gbtree", "dart"]
+    assert cfg.feature_engineering.interactions and cfg.dask_address == "tcp://127.0.0.1:8786"
+    assert cfg.source_uri() == "data/churn.parquet"
+
+
+def test_unknown_keys_are_named_with_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text("name: m\ndata_source: d.csv\ntarget_column: y\ntunning_trials: 5\n")
+    with pytest.raises(ConfigError) as err:
+        PipelineConfig.from_yaml(path)
+    assert str(path) in str(err.value) and "tunning_trials: unknown key" in str(err.value)
+    with pytest.raises(ConfigError, match=r"feature_engineering\.interaction: unknown key"):
+        PipelineConfig.parse({**BASE, "feature_engineering": {"interaction": True}})
+
+
+def test_missing_and_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        PipelineConfig.from_yaml(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        PipelineConfig.from_yaml(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        PipelineConfig.from_yaml(bad)
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        (
+            {"d": {"type": "int", "low": 5}},
+            "param_space.d: Value error, an int parameter needs 'low' and 'high'",
+        ),
+        ({"d": {"type": "int", "low": 9, "high": 2}}, "'low' (9) is above 'high' (2)"),
+        ({"lr": {"type": "float", "low": 0, "high": 1, "log": True}}, "a log range needs 'low' > 0"),
+        ({"c": {"type": "categorical"}}, "needs a non-empty 'choices'"),
+        ({"c": {"type": "choice", "choices": [1]}}, "param_space.c.type"),
+        ({"d": {"type": "int", "low": 1, "high": 2, "stepp": 1}}, "param_space.d.stepp: unknown key"),
+    ],
+)
+def test_malformed_param_space_names_the_parameter(space: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        PipelineConfig.parse({**BASE, "enable_tuning": True, "param_space": space})
+    assert message in str(err.value)
+
+
+def test_cross_field_rules() -> None:
+    with pytest.raises(ConfigError, match="exactly one of 'data_source' and 'feature_store'"):
+        PipelineConfig.parse({"name": "m", "target_column": "y"})
+    with pytest.raises(ConfigError, match="enable_tuning needs a non-empty 'param_space'"):
+        PipelineConfig.parse({**BASE, "enable_tuning": True})
+    with pytest.raises(ConfigError, match="grid tuner needs 'step'"):
+        PipelineConfig.parse(
+            {
+                **BASE,
+                "enable_tuning": True,
+                "tuner": "grid",
+                "param_space": {"lr": {"type": "float", "low": 0.1, "high": 0.3}},
+            }
+        )
+    with pytest.raises(ConfigError, match="unknown metric 'auc'"):
+        PipelineConfig.parse({**BASE, "metrics": ["auc"]})
+    with pytest.raises(ConfigError, match="cross_validation_folds"):
+        PipelineConfig.parse({**BASE, "cross_validation_folds": 1})
+    with pytest.raises(ConfigError, match="name"):
+        PipelineConfig.parse({**BASE, "name": "bad name!"})
