@@ -1,12 +1,12 @@
 """Governance of the champion: lineage, bias, EU AI Act risk, compliance, model card, erasure.
 
-Runs after the registry and promotion walk-throughs (``make demo`` runs all).
-The breast-cancer champion is declared a high-risk diagnosis model and gets
-its explainer (SHAP) and global feature importance; its
-training data is registered with its PII flag and retention; a bias check
-scores held-out data with the registered version across a synthetic
-age-group attribute; compliance is checked against evidence (rules whose
-evidence does not exist yet — drift monitoring, serving — fail and say so);
+Runs inside the healthcare use case (``examples.healthcare``), after the
+champion was promoted, served and monitored. The breast-cancer champion is
+declared a high-risk diagnosis model and gets its explainer (SHAP) and global
+feature importance; its training data is registered with its PII flag and
+retention; a bias check scores the screened patients with the registered
+version across a synthetic age-group attribute; compliance is checked against
+evidence (a rule whose evidence does not exist fails and says so);
 a governance report and model card are written; and one card holder from the
 feature store walk-through is erased everywhere.
 """
@@ -67,12 +67,12 @@ def explain(registry: Registry, version: int) -> str:
     return ", ".join(f"{f.feature} ({f.direction})" for f in first.factors)
 
 
-def holdout_with_age_groups(folder: Path) -> Path:
-    """Held-out rows with a synthetic age-group attribute (the data set has none)."""
+def screened_with_age_groups(folder: Path) -> Path:
+    """The screened patients with a synthetic age-group attribute (the data set has none)."""
     data = load_breast_cancer(as_frame=True)
-    frame = data.frame.sample(frac=0.5, random_state=1)
+    frame = data.frame.copy()
     frame["age_group"] = np.random.default_rng(0).choice(["<50", "50-65", ">65"], len(frame))
-    path = folder / "breast-cancer-holdout.csv"
+    path = folder / "breast-cancer-screened.csv"
     frame.to_csv(path, index=False)
     return path
 
@@ -87,7 +87,7 @@ def main() -> dict[str, Any]:
     bias = bias_check(
         MODEL,
         str(champion.number),
-        str(holdout_with_age_groups(out)),
+        str(screened_with_age_groups(out)),
         "target",
         ["age_group"],
         min_group_size=30,

@@ -6,21 +6,20 @@ thread, the way ``mlops approve`` does from a terminal; in the Prefect UI they
 would press Resume on the paused run and fill the form. On the second
 approval the version moves to production and becomes ``champion``.
 
-Run it after ``examples.registry_walkthrough`` (``make demo`` runs both).
+It runs inside the healthcare use case (``examples.healthcare``), once a
+challenger is staged.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
 from blocks.policy import ApprovalPolicy, MetricGate, StagePolicy
+from examples.serving_helpers import reviewers
 from flows.promotion import promote_model
-from storage.approvals import PENDING, ApprovalStore
+from storage.approvals import ApprovalStore
 from storage.audit import AuditLog
 from storage.registry import Registry
-from tasks.promotion import decide
 
 MODEL = "breast-cancer"
 POLICY = ApprovalPolicy(
@@ -33,31 +32,11 @@ POLICY = ApprovalPolicy(
 REVIEWS = [("bo", "validation metrics hold on the holdout"), ("cy", "clinical risk review passed")]
 
 
-def review_when_asked(store: ApprovalStore, version: int) -> None:
-    """Wait for the flow's request, then approve it as two reviewers."""
-    for reviewer, comment in REVIEWS:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            pending = [r for r in store.list(status=PENDING, model=MODEL) if r.version == version]
-            if (
-                pending
-                and pending[0].flow_run_id
-                and reviewer not in {d.reviewer for d in pending[0].decisions}
-            ):
-                request, how = decide(store, pending[0].id, reviewer, "approve", comment)
-                print(f"{reviewer} approved request {request.id} (promote-model run: {how})")
-                break
-            time.sleep(0.5)
-
-
 def main() -> dict[str, Any]:
     """Promote the challenger to production through two approvals."""
     registry = Registry.from_settings()
     challenger = registry.get_version(MODEL, "@challenger")
-    reviewers = threading.Thread(
-        target=review_when_asked, args=(ApprovalStore(registry), challenger.number), daemon=True
-    )
-    reviewers.start()
+    thread = reviewers(ApprovalStore(registry), MODEL, challenger.number, REVIEWS)
     result = promote_model(
         MODEL,
         str(challenger.number),
@@ -67,7 +46,7 @@ def main() -> dict[str, Any]:
         policy=POLICY,
         poll_interval_seconds=1,
     )
-    reviewers.join(60)
+    thread.join(60)
     champion = registry.get_version(MODEL, "@champion")
     audit = AuditLog(registry.db).verify()
     print(f"request {result['id']}: {result['status']} with {result['approvals']} approvals")

@@ -63,14 +63,9 @@ def impressions(rows: int, *, seed: int = 0) -> pd.DataFrame:
     category = rng.choice(["books", "music", "games", "garden"], rows)
     position = rng.integers(1, 11, rows)
     past_clicks = rng.poisson(3, rows)
-    logit = (
-        -1.0
-        + 0.8 * affinity
-        - 0.015 * price
-        - 0.18 * position
-        + 0.25 * past_clicks
-        + 0.6 * (category == "games") * (affinity > 0)
-    )
+    # affinity counts the other way for garden items: an interaction a shallow model misses
+    logit = 0.3 + 2.5 * affinity * np.where(category == "garden", -1.0, 1.0) - 0.04 * price
+    logit += 0.5 * past_clicks - 0.35 * position
     clicked = (rng.random(rows) < 1.0 / (1.0 + np.exp(-logit))).astype(int)
     return pd.DataFrame(
         {

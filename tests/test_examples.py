@@ -1,24 +1,65 @@
-"""The runnable examples (what ``make demo`` runs) pass, in the demo's order."""
+"""The runnable examples pass: each of ``make demo``'s use cases, and the registry tour."""
 
 from __future__ import annotations
 
 import pytest
 
-from examples import demo
+from examples import demo, registry_walkthrough
 from storage.audit import AuditLog
+from storage.endpoints import EndpointStore
 from storage.registry import Registry
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
-def test_demo_steps_run_in_order(capsys: pytest.CaptureFixture[str]) -> None:
-    for _title, step in demo.STEPS:
-        step()
+def test_fraud_detection_use_case(capsys: pytest.CaptureFixture[str]) -> None:
+    from examples import fraud_detection
+
+    result = fraud_detection.main()
     out = capsys.readouterr().out
-    assert "point-in-time training set: 4 rows" in out
-    assert "request 1: promoted with 2 approvals" in out
-    assert "EU AI Act risk level: high" in out and "verified: True" in out
-    assert "drifted ['mean radius']" in out
+    assert "promoted with 2 approvals" in out and "GDPR: 100%" in out
     registry = Registry.from_settings()
-    champion = registry.get_version("breast-cancer", "@champion")
-    assert champion.stage == "production" and champion.metrics["auc_roc"] > 0.95
+    champion = registry.get_version("fraud", "@champion")
+    assert champion.number == result["champion"] and champion.framework == "xgboost"
+    endpoint = EndpointStore(registry.db).get("fraud")
+    assert endpoint.weights() == {"stable": 100.0} or max(endpoint.weights().values()) == 100.0
+    assert result["failed"] == 0 and "amount" in result["drift"]
     assert AuditLog(registry.db).verify().ok
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_recommendations_use_case(capsys: pytest.CaptureFixture[str]) -> None:
+    from examples import recommendations
+
+    result = recommendations.main()
+    comparison = result["report"]["comparisons"][0]
+    assert result["winner"] == "treatment" and comparison["significant"] and result["report"]["srm_ok"]
+    assert "winner: treatment" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_healthcare_use_case(capsys: pytest.CaptureFixture[str]) -> None:
+    from examples import healthcare
+
+    result = healthcare.main()
+    out = capsys.readouterr().out
+    assert "EU AI Act risk level: high" in out and "HIPAA: 100%" in out and "EU_AI_ACT: 100%" in out
+    assert result["explained"] == 5 and out.count("because of") == 5
+    assert "drifted ['mean radius']" in out
+    champion = Registry.from_settings().get_version("breast-cancer", "@champion")
+    assert (
+        champion.stage == "production"
+        and champion.metrics["cv_auc_roc_mean"] >= healthcare.BAR["cv_auc_roc_mean"]
+    )
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_registry_tour() -> None:
+    result = registry_walkthrough.main()
+    assert result["verified"] and result["stage"] == "staging"
+
+
+def test_the_demo_runs_the_three_use_cases_each_in_its_own_folder() -> None:
+    assert [folder for folder, _title, _step in demo.STEPS] == ["fraud", "recommendations", "healthcare"]
