@@ -31,6 +31,7 @@ from mlops.cli_monitoring import alerts_app, monitor_app
 from mlops.cli_ops import down, status, up
 from mlops.cli_registry import registry_app
 from mlops.cli_serving import serve
+from mlops.cli_training import train
 
 app = typer.Typer(
     cls=ErrorReportingGroup,
@@ -51,6 +52,7 @@ app.add_typer(canary_app, name="canary")
 app.command("attest")(attest)
 app.command("risk")(risk)
 app.command("erase")(erase)
+app.command("train")(train)
 app.command("serve")(serve)
 app.add_typer(reviewers_app, name="reviewers")
 app.command("approve")(approve)
