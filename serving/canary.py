@@ -33,6 +33,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from storage.endpoints import CANARY, STABLE, CanaryPlan, EndpointStore, VariantStats
+from storage.errors import ValidationError
 
 __all__ = ["CanaryAnalysis", "Decision", "analyse", "check_breaches", "run_analysis"]
 
@@ -116,8 +117,6 @@ def run_analysis(
     endpoint = store.get(name)
     plan = endpoint.canary
     if endpoint.policy != "canary" or plan is None or plan.status != "running":
-        from storage.errors import ValidationError
-
         raise ValidationError(f"endpoint {name!r} has no running canary")
     stats = store.stats(name, since=_step_since(plan))
     result = analyse(stats.get(STABLE, VariantStats(STABLE)), stats.get(CANARY, VariantStats(CANARY)), plan)
@@ -149,6 +148,11 @@ def check_breaches(store: EndpointStore, *, actor: str = "canary-guard") -> dict
             stats.get(STABLE, VariantStats(STABLE)), stats.get(CANARY, VariantStats(CANARY)), plan
         )
         if result.decision == "rollback":
-            store.rollback_canary(endpoint.name, reason=result.reason, actor=actor, analysis=result.to_dict())
+            try:
+                store.rollback_canary(
+                    endpoint.name, reason=result.reason, actor=actor, analysis=result.to_dict()
+                )
+            except ValidationError:  # another replica's guard or a flow rolled it back first
+                continue
             rolled[endpoint.name] = result
     return rolled

@@ -134,6 +134,9 @@ class TrafficRouter:
         replica: Name of this process in the flushed stats (host-pid by default).
         background: Run refresh and flush on a background thread (else call
             :meth:`refresh` and :meth:`flush` yourself).
+        guard_s: How often the background thread checks running canaries and
+            rolls back one that breaches its thresholds (None: never), so a
+            failing canary stops even when no rollout flow watches it.
     """
 
     def __init__(
@@ -144,11 +147,14 @@ class TrafficRouter:
         flush_s: float = 2.0,
         replica: str | None = None,
         background: bool = True,
+        guard_s: float | None = 5.0,
     ) -> None:
         self.db = db
         self.store = EndpointStore(db, actor="router")
         self.refresh_s = refresh_s
         self.flush_s = flush_s
+        self.guard_s = guard_s
+        self._canaries: set[str] = set()
         self.replica = replica or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._tables: dict[str, _Table | None] = {}
         self._revisions: dict[str, int] = {}
@@ -203,9 +209,17 @@ class TrafficRouter:
                 self._seal(changed | (set(self._revisions) - set(revisions)))
                 for name in sorted(changed):
                     try:
-                        tables[name] = _Table.compile(self.store.get(name))
+                        endpoint = self.store.get(name)
                     except LookupError:  # deleted between the two reads
                         tables.pop(name, None)
+                        continue
+                    tables[name] = _Table.compile(endpoint)
+                    plan = endpoint.canary
+                    if endpoint.policy == "canary" and plan is not None and plan.status == "running":
+                        self._canaries.add(name)
+                    else:
+                        self._canaries.discard(name)
+                self._canaries &= set(revisions)
                 self._tables = tables
                 self._revisions = revisions
             self._loaded_at = time.monotonic()
@@ -267,8 +281,19 @@ class TrafficRouter:
                 self._sealed.extend(counters)
             raise
 
+    def guard(self) -> list[str]:
+        """Roll back running canaries that breach their thresholds now; returns their endpoints."""
+        if not self._canaries:
+            return []
+        from serving.canary import check_breaches
+
+        rolled = list(check_breaches(self.store, actor=f"canary-guard:{self.replica}"))
+        if rolled:
+            self.refresh()
+        return rolled
+
     def _loop(self) -> None:
-        last_flush = time.monotonic()
+        last_flush = last_guard = time.monotonic()
         while not self._stop.wait(min(self.refresh_s, self.flush_s)):
             try:
                 if time.monotonic() - self._loaded_at >= self.refresh_s:
@@ -276,6 +301,9 @@ class TrafficRouter:
                 if time.monotonic() - last_flush >= self.flush_s:
                     last_flush = time.monotonic()
                     self.flush()
+                if self.guard_s is not None and time.monotonic() - last_guard >= self.guard_s:
+                    last_guard = time.monotonic()
+                    self.guard()
             except Exception as exc:  # the database may be busy or gone for a moment
                 log.warning("traffic router refresh/flush failed: %s: %s", type(exc).__name__, exc)
 

@@ -97,6 +97,28 @@ def _entry(
     }
 
 
+def _settled(api: AdminAPI, endpoint: str, phase: str) -> dict[str, Any]:
+    """The entry for a canary that is no longer running (a server's canary guard rolled it back)."""
+    state = api.call("GET", f"/endpoints/{endpoint}/canary")
+    plan = state.get("plan") or {}
+    status = plan.get("status")
+    last = next((e for e in reversed(state.get("events", [])) if e["kind"].startswith("canary.")), None)
+    reason = (last or {}).get("detail", {}).get("reason") or f"the canary is {status}"
+    decision = "rollback" if status == "rolled_back" else "advance"
+    return _entry(phase, state, decision, str(reason), status=status, by=(last or {}).get("actor"))
+
+
+def _analyze(api: AdminAPI, endpoint: str, apply: bool) -> dict[str, Any] | None:
+    """The server's analysis (None when the canary stopped running meanwhile)."""
+    try:
+        result: dict[str, Any] = api.call("POST", f"/endpoints/{endpoint}/canary/analyze", {"apply": apply})
+    except ValidationError as exc:
+        if "no running canary" in str(exc):
+            return None
+        raise
+    return result
+
+
 @task(name="create-endpoint-if-missing")
 def create_endpoint_if_missing(
     endpoint: str, model: str, version: str, server_url: str | None = None, admin_key: str | None = None
@@ -151,9 +173,13 @@ def watch_canary_step(
         deadline = time.monotonic() + step_seconds
         while time.monotonic() < deadline:
             time.sleep(max(0.0, min(poll_seconds, deadline - time.monotonic())))
-            peek = api.call("POST", f"/endpoints/{endpoint}/canary/analyze", {"apply": False})["analysis"]
-            if peek["decision"] == "rollback":
-                result = api.call("POST", f"/endpoints/{endpoint}/canary/analyze", {"apply": True})
+            peek = _analyze(api, endpoint, apply=False)
+            if peek is None:
+                return _settled(api, endpoint, "watch")
+            if peek["analysis"]["decision"] == "rollback":
+                result = _analyze(api, endpoint, apply=True)
+                if result is None:
+                    return _settled(api, endpoint, "watch")
                 analysis = result["analysis"]
                 return _entry(
                     "watch", result["endpoint"], analysis["decision"], analysis["reason"], analysis=analysis
@@ -171,7 +197,9 @@ def analyze_canary(
     """Analyse the step on the server and apply the decision (advance, hold or rollback)."""
     api = admin_api(server_url, admin_key)
     try:
-        result = api.call("POST", f"/endpoints/{endpoint}/canary/analyze", {"apply": True})
+        result = _analyze(api, endpoint, apply=True)
+        if result is None:
+            return _settled(api, endpoint, "analyze")
         analysis = result["analysis"]
         plan = result["endpoint"]["settings"].get("canary") or {}
         return _entry(
