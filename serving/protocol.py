@@ -191,8 +191,7 @@ def _array(data: Any, where: str) -> np.ndarray:
     if not isinstance(data, list):
         raise RequestError(f"{where}: 'data' must be a list, got {type(data).__name__}")
     try:
-        with np.errstate(all="ignore"):
-            arr = np.asarray(data)
+        arr = np.asarray(data)
     except (ValueError, OverflowError, TypeError):
         arr = np.asarray(_flatten(data) if data else [], dtype=object)
     if arr.dtype.kind == "U" or (arr.dtype.kind == "O" and arr.ndim != 1):

@@ -64,6 +64,8 @@ RUNTIMES = ("onnx", "xgboost", "pytorch", "sklearn", "pickle")
 NATIVE_RUNTIMES = ("xgboost", "pytorch", "sklearn", "pickle")
 
 ReadFile = Callable[[str], bytes]
+#: Batches up to this many rows run ONNX Runtime on one thread.
+SMALL_ROWS = 64
 
 _ORT_TYPES = {
     "tensor(float)": np.float32,
@@ -164,9 +166,20 @@ def _classes(signature: Mapping[str, Any], fallback: Any = None) -> tuple[Any, .
 def _onnx(signature: Mapping[str, Any], data: bytes, spec: InputSpec, task: str) -> Runtime:
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
+    # Two sessions on the same model: small batches on the calling thread alone (waking a thread
+    # pool costs more than a few rows take), large ones on the intra-op pool. Idle pool threads
+    # do not spin, so they leave the CPU to the HTTP server between requests.
+    small_options, options = ort.SessionOptions(), ort.SessionOptions()
+    for opts in (small_options, options):
+        opts.log_severity_level = 3
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    small_options.intra_op_num_threads = 1
     session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    small = ort.InferenceSession(data, small_options, providers=["CPUExecutionProvider"])
+
+    def run(names: list[str], feeds: dict[str, np.ndarray], rows: int) -> list[Any]:
+        return (small if rows <= SMALL_ROWS else session).run(names, feeds)  # type: ignore[no-any-return]
+
     inputs = session.get_inputs()
     feeds: list[tuple[str, Any, bool]] = []  # (name, dtype, 2-D)
     stacked: tuple[str, Any] | None = None
@@ -204,7 +217,7 @@ def _onnx(signature: Mapping[str, Any], data: bytes, spec: InputSpec, task: str)
         name = ONNX_REGRESSION if ONNX_REGRESSION in out_names else out_names[0]
 
         def predict_regression(batch: Batch) -> Prediction:
-            (values,) = session.run([name], feed(batch))
+            (values,) = run([name], feed(batch), batch.rows)
             return Prediction(values=np.asarray(values, dtype=np.float64).reshape(-1))
 
         return Runtime("onnx", task, (), spec, predict_regression)
@@ -213,7 +226,7 @@ def _onnx(signature: Mapping[str, Any], data: bytes, spec: InputSpec, task: str)
     prob_name = ONNX_PROBABILITIES if ONNX_PROBABILITIES in out_names else out_names[-1]
 
     def predict_classes(batch: Batch) -> Prediction:
-        labels, probs = session.run([label_name, prob_name], feed(batch))
+        labels, probs = run([label_name, prob_name], feed(batch), batch.rows)
         if isinstance(probs, list):  # ZipMap left on: a list of {class: p}
             keys = list(classes) if classes else sorted(probs[0])
             probs = np.array([[row[k] for k in keys] for row in probs])

@@ -1,0 +1,384 @@
+"""Serving benchmark: the same 100-tree GradientBoosting in process, behind our server, behind MLflow's.
+
+The model is the demo card-fraud pipeline of :mod:`serving.testing` (scaled
+numbers + one-hot country, ``GradientBoostingClassifier(n_estimators=100)``),
+trained on ``--train-rows`` rows and exported to ONNX. Measured:
+
+* **in process** (the limit): ONNX Runtime's ``session.run`` on prepared
+  arrays — single rows (p50/p99) and 10,000-row batches (rows/s);
+* **our server** (``mlops serve`` in its own process, prediction log on,
+  ONNX runtime): Open Inference Protocol requests with one tensor per column,
+  single rows at 1 and ``--clients`` concurrent clients (p50/p99, requests/s),
+  and 10,000-row batches (rows/s);
+* **MLflow** (``mlflow models serve --env-manager local`` on the same pipeline
+  saved with ``mlflow.sklearn``, ``/invocations`` with ``dataframe_split``), the
+  same requests, when MLflow is installed (the ``bench`` extra);
+* **router overhead**: :meth:`serving.traffic.TrafficRouter.route` plus
+  :meth:`~serving.traffic.TrafficRouter.observe` on a two-variant A/B endpoint,
+  per request, in process; and single-row latency through that endpoint
+  against the model named directly.
+
+Clients are ``httpx.Client`` objects with keep-alive, one per thread, in the
+benchmark's process; the servers run in their own processes on the same
+machine, so clients and server share its cores.
+
+Usage:
+    .venv/bin/python benchmarks/serving.py [--requests 2000] [--clients 8] [--batches 20]
+                                           [--skip-mlflow] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+TARGETS = {
+    "router_overhead_ms": 0.1,
+    "single_row_p99_ms_1_client": 5.0,
+    "throughput_vs_mlflow": 10.0,
+    "batch_vs_in_process": 0.5,
+}
+#: MLflow's figures quoted in the issue (same kind of machine, same model), used when MLflow cannot run here.
+MLFLOW_QUOTED = {
+    "rps_1": 82.0,
+    "p50_ms_1": 12.0,
+    "rps_8": 102.0,
+    "p99_ms_8": 154.0,
+    "batch_rows_per_s": 39_000.0,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 120.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server at {url} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"no answer from {url} within {timeout} s")
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    arr = np.asarray(samples) * 1000
+    return {"p50_ms": float(np.percentile(arr, 50)), "p99_ms": float(np.percentile(arr, 99))}
+
+
+def run_clients(
+    send: Callable[[Any], None], make_client: Callable[[], Any], clients: int, total: int
+) -> dict[str, Any]:
+    """``total`` requests split over ``clients`` threads; latency percentiles and requests/s."""
+    per = total // clients
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(clients + 1)
+
+    def worker(i: int) -> None:
+        client = make_client()
+        try:
+            for _ in range(20):  # warm the connection
+                send(client)
+            barrier.wait()
+            out = latencies[i]
+            for _ in range(per):
+                t = time.perf_counter()
+                send(client)
+                out.append(time.perf_counter() - t)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+            with_barrier = barrier.n_waiting
+            if with_barrier:
+                barrier.abort()
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    if errors:
+        raise RuntimeError(f"client failed: {errors[0]!r}")
+    flat = [x for part in latencies for x in part]
+    return {
+        **percentiles(flat),
+        "requests_per_s": len(flat) / wall,
+        "requests": len(flat),
+        "clients": clients,
+    }
+
+
+# ------------------------------------------------------------------ the model
+def build(home: Path, train_rows: int) -> dict[str, Any]:
+    """Train the 100-tree model, register its ONNX export, save it for MLflow."""
+    from serving.testing import demo_files, demo_frame, demo_pipeline, demo_target
+    from storage.model_format import signature_for
+    from storage.registry import Registry
+
+    registry = Registry.open(f"sqlite:///{home}/mlops.db", str(home / "artifacts"), actor="bench")
+    frame = demo_frame(train_rows)
+    registry.create_model("fraud")
+    files = demo_files("onnx", rows=train_rows, n_estimators=100)
+    registry.create_version(
+        "fraud",
+        framework="onnx",
+        artifacts=files,
+        signature=signature_for(frame.head(), "classification", [0, 1]),
+    )
+    registry.set_alias("fraud", "champion", 1)
+    from storage.endpoints import EndpointStore, VariantSpec
+
+    EndpointStore(registry.db).create(
+        "fraud-ab", [VariantSpec("a", "fraud", "1", 50), VariantSpec("b", "fraud", "1", 50)], policy="ab"
+    )
+    pipeline = demo_pipeline(frame, demo_target(frame), n_estimators=100)
+    return {"registry": registry, "onnx": files["model.onnx"], "pipeline": pipeline}
+
+
+def oip_body(frame: Any) -> bytes:
+    n = len(frame)
+    body = {
+        "inputs": [
+            {"name": "amount", "shape": [n, 1], "datatype": "FP64", "data": frame["amount"].tolist()},
+            {"name": "age", "shape": [n, 1], "datatype": "INT64", "data": frame["age"].tolist()},
+            {"name": "country", "shape": [n, 1], "datatype": "BYTES", "data": frame["country"].tolist()},
+        ]
+    }
+    return json.dumps(body).encode()
+
+
+def mlflow_body(frame: Any) -> bytes:
+    return json.dumps({"dataframe_split": frame.to_dict(orient="split", index=False)}).encode()
+
+
+# ------------------------------------------------------------------ measurements
+def in_process(onnx: bytes, single: Any, batch: Any, repeats: int) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+
+    def feeds(frame: Any) -> dict[str, np.ndarray]:
+        return {
+            "amount": frame[["amount"]].to_numpy(dtype=np.float32),
+            "age": frame[["age"]].to_numpy(dtype=np.int64),
+            "country": frame[["country"]].to_numpy(dtype=object),
+        }
+
+    one, many = feeds(single), feeds(batch)
+    for _ in range(50):
+        session.run(None, one)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        session.run(None, one)
+        times.append(time.perf_counter() - t)
+    session.run(None, many)
+    start = time.perf_counter()
+    n = 20
+    for _ in range(n):
+        session.run(None, many)
+    rows_per_s = n * len(batch) / (time.perf_counter() - start)
+    return {**percentiles(times), "batch_rows_per_s": rows_per_s}
+
+
+def http_side(url: str, path: str, single: bytes, batch: bytes, batch_rows: int, args: argparse.Namespace,
+              headers: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+    import httpx
+
+    hdrs = {"Content-Type": "application/json", **(headers or {})}
+
+    def make() -> httpx.Client:
+        return httpx.Client(base_url=url, timeout=120)
+
+    def send(body: bytes) -> Callable[[httpx.Client], None]:
+        def go(client: httpx.Client) -> None:
+            r = client.post(path, content=body, headers=hdrs)
+            if r.status_code != 200:
+                raise RuntimeError(f"{path}: {r.status_code} {r.text[:200]}")
+
+        return go
+
+    one = run_clients(send(single), make, 1, args.requests)
+    eight = run_clients(send(single), make, args.clients, args.requests)
+    client = make()
+    send(batch)(client)
+    start = time.perf_counter()
+    for _ in range(args.batches):
+        send(batch)(client)
+    rows_per_s = args.batches * batch_rows / (time.perf_counter() - start)
+    client.close()
+    return {"single_1": one, f"single_{args.clients}": eight, "batch_rows_per_s": rows_per_s}
+
+
+def router_overhead(registry: Any, calls: int = 100_000) -> dict[str, float]:
+    from serving.traffic import TrafficRouter
+
+    router = TrafficRouter(registry.db, refresh_s=1.0)
+    try:
+        keys = [f"user-{i}" for i in range(1000)]
+        for k in keys:
+            router.route("fraud-ab", k)
+        start = time.perf_counter()
+        for i in range(calls):
+            route = router.route("fraud-ab", keys[i % 1000])
+            router.observe(route.endpoint, route.variant, route.target, 1.0, True)  # type: ignore[union-attr]
+        per = (time.perf_counter() - start) / calls * 1000
+    finally:
+        router.close()
+    return {"route_and_observe_ms": per}
+
+
+# ------------------------------------------------------------------ servers
+def start_ours(home: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "MLOPS_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "mlops.cli", "serve", "--port", str(port), "--model", "fraud"]
+    return subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def start_mlflow(pipeline: Any, sample: Any, work: Path, port: int) -> subprocess.Popen[bytes]:
+    import mlflow.sklearn
+
+    path = work / "mlflow-model"
+    mlflow.sklearn.save_model(pipeline, str(path), input_example=sample, serialization_format="cloudpickle")
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    command = [str(mlflow_bin), "models", "serve", "-m", str(path), "-h", "127.0.0.1", "-p", str(port),
+               "--env-manager", "local"]  # fmt: skip
+    env = {**os.environ, "PATH": f"{mlflow_bin.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--batch-rows", type=int, default=10_000)
+    parser.add_argument("--train-rows", type=int, default=2000)
+    parser.add_argument("--skip-mlflow", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+
+    from serving.testing import demo_frame
+
+    work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    home = work / "home"
+    home.mkdir()
+    os.environ["MLOPS_HOME"] = str(home)
+    results: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average_1m_at_start": os.getloadavg()[0],
+        }
+    }
+    try:
+        built = build(home, args.train_rows)
+        single, batch = demo_frame(1, seed=42), demo_frame(args.batch_rows, seed=43)
+        results["in_process"] = in_process(built["onnx"], single, batch, args.requests)
+        results["router"] = router_overhead(built["registry"])
+        print(json.dumps({"in_process": results["in_process"], "router": results["router"]}, indent=1))
+
+        port = free_port()
+        proc = start_ours(home, port)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/v2/health/ready", proc=proc)
+            url = f"http://127.0.0.1:{port}"
+            results["ours"] = http_side(
+                url, "/v2/models/fraud/infer", oip_body(single), oip_body(batch), len(batch), args
+            )
+            print(json.dumps({"ours": results["ours"]}, indent=1))
+            via = run_clients(
+                lambda c: c.post("/v2/models/fraud-ab/infer", content=oip_body(single),
+                                 headers={"X-Request-Key": "user-1"}).raise_for_status(),
+                lambda: __import__("httpx").Client(base_url=url), 1, args.requests,
+            )  # fmt: skip
+            results["ours_via_endpoint"] = via
+        finally:
+            stop(proc)
+
+        if args.skip_mlflow:
+            results["mlflow"] = {"skipped": "--skip-mlflow", "quoted": MLFLOW_QUOTED}
+        else:
+            try:
+                port = free_port()
+                proc = start_mlflow(built["pipeline"], single, work, port)
+            except ImportError as exc:
+                results["mlflow"] = {"skipped": f"mlflow not installed: {exc}", "quoted": MLFLOW_QUOTED}
+            else:
+                try:
+                    wait_http(f"http://127.0.0.1:{port}/ping", timeout=180, proc=proc)
+                    results["mlflow"] = http_side(
+                        f"http://127.0.0.1:{port}", "/invocations", mlflow_body(single), mlflow_body(batch),
+                        len(batch), args,
+                    )  # fmt: skip
+                finally:
+                    stop(proc)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    ours, limit = results["ours"], results["in_process"]
+    mlflow = results["mlflow"]
+    base = mlflow if "single_1" in mlflow else None
+    rps1 = base["single_1"]["requests_per_s"] if base else MLFLOW_QUOTED["rps_1"]
+    rps8 = base[f"single_{args.clients}"]["requests_per_s"] if base else MLFLOW_QUOTED["rps_8"]
+    checks = {
+        "router_overhead_ms": results["router"]["route_and_observe_ms"],
+        "single_row_p99_ms_1_client": ours["single_1"]["p99_ms"],
+        "throughput_vs_mlflow_1_client": ours["single_1"]["requests_per_s"] / rps1,
+        f"throughput_vs_mlflow_{args.clients}_clients": ours[f"single_{args.clients}"]["requests_per_s"]
+        / rps8,
+        "batch_vs_in_process": ours["batch_rows_per_s"] / limit["batch_rows_per_s"],
+        "mlflow_baseline": "measured" if base else "quoted in the issue",
+    }
+    results["checks"] = checks
+    results["machine"]["load_average_1m_at_end"] = os.getloadavg()[0]
+    print(json.dumps(results, indent=1, default=str))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+    return results
+
+
+if __name__ == "__main__":
+    main()
