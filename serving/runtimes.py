@@ -178,7 +178,7 @@ def _onnx(signature: Mapping[str, Any], data: bytes, spec: InputSpec, task: str)
     small = ort.InferenceSession(data, small_options, providers=["CPUExecutionProvider"])
 
     def run(names: list[str], feeds: dict[str, np.ndarray], rows: int) -> list[Any]:
-        return (small if rows <= SMALL_ROWS else session).run(names, feeds)  # type: ignore[no-any-return]
+        return (small if rows <= SMALL_ROWS else session).run(names, feeds)
 
     inputs = session.get_inputs()
     feeds: list[tuple[str, Any, bool]] = []  # (name, dtype, 2-D)
