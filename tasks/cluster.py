@@ -42,6 +42,6 @@ def task_runner_for(address: str | None = None, n_workers: int = 2) -> DaskTaskR
             "n_workers": n_workers,
             "threads_per_worker": 1,
             "processes": False,
-            "dashboard_address": None,
+            "dashboard_address": ":0",
         }
     )

@@ -307,3 +307,13 @@ def test_feature_store_training_set_records_feature_usage(base: dict[str, Any], 
     version = open_registry().get_version("fs-model", result["version"])
     assert [f["name"] for f in version.signature["inputs"]] == ["amount", "visits"]
     store.close()
+
+
+@pytest.mark.slow
+def test_training_walkthrough_example(prefect_harness: None, capsys: pytest.CaptureFixture[str]) -> None:
+    from examples import training_walkthrough
+
+    result = training_walkthrough.main()
+    out = capsys.readouterr().out
+    assert "churn v1 registered (sklearn)" in out and "ONNX kept: True" in out
+    assert result["tuning"]["trials"] == 8 and result["metrics"]["auc_roc"] > 0.8
