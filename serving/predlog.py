@@ -37,11 +37,10 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
-import queue
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -176,7 +175,10 @@ class PredictionLogWriter:
         self.rows_failed = 0
         self._waiting = 0
         self._lock = threading.Lock()
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Batches go on a deque without waking the writer; it wakes every flush_s, or at once
+        # when flush_rows wait (a wake-up per request would cost the serving thread the GIL).
+        self._items: collections.deque[Any] = collections.deque()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> PredictionLogWriter:
@@ -194,7 +196,10 @@ class PredictionLogWriter:
                 self.rows_dropped += rows
                 return False
             self._waiting += rows
-        self._queue.put(item)
+            urgent = self._waiting >= self.flush_rows
+        self._items.append(item)
+        if urgent:
+            self._wake.set()
         return True
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -202,14 +207,16 @@ class PredictionLogWriter:
         if self._thread is None:
             return False
         done = threading.Event()
-        self._queue.put(done)
+        self._items.append(done)
+        self._wake.set()
         return done.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is left and stop the thread."""
         if self._thread is None:
             return
-        self._queue.put(_STOP)
+        self._items.append(_STOP)
+        self._wake.set()
         self._thread.join(timeout)
         self._thread = None
 
@@ -233,30 +240,29 @@ class PredictionLogWriter:
             logger.warning("prediction log: %d row(s) of %s not written: %s", rows, items[0].request_id, exc)
 
     def _run(self) -> None:
-        pending: list[LogBatch] = []
-        pending_rows = 0
-        deadline = time.monotonic() + self.flush_s
         while True:
-            try:
-                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                item = None
-            stop = item is _STOP
-            event = item if isinstance(item, threading.Event) else None
-            if isinstance(item, LogBatch):
-                pending.append(item)
-                pending_rows += item.rows
-            now = time.monotonic()
-            if pending and (stop or event is not None or pending_rows >= self.flush_rows or now >= deadline):
+            self._wake.wait(self.flush_s)
+            self._wake.clear()
+            pending: list[LogBatch] = []
+            events: list[threading.Event] = []
+            stop = False
+            while self._items:
+                item = self._items.popleft()
+                if item is _STOP:
+                    stop = True
+                elif isinstance(item, threading.Event):
+                    events.append(item)
+                else:
+                    pending.append(item)
+            if pending:
+                rows = sum(i.rows for i in pending)
                 try:
-                    self._write(pending)
+                    for start in range(0, len(pending), 1000):  # bounded memory per write
+                        self._write(pending[start : start + 1000])
                 finally:
                     with self._lock:
-                        self._waiting -= pending_rows
-                    pending, pending_rows = [], 0
-            if now >= deadline:
-                deadline = now + self.flush_s
-            if event is not None:
+                        self._waiting -= rows
+            for event in events:
                 event.set()
             if stop:
                 return
