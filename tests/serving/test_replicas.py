@@ -82,3 +82,56 @@ def test_scale_up_under_load_then_roll_and_stop() -> None:
         assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{sup.url}/", timeout=2)
+
+
+@pytest.mark.slow
+def test_run_supervised_rolls_on_sighup_and_stops_on_sigterm(tmp_path: object) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from serving.server import free_port
+    from storage.audit import AuditLog
+    from storage.db import Database
+
+    port = free_port()
+    code = (
+        "from serving.config import ServeSettings\n"
+        "from serving.replicas import run_supervised\n"
+        f"run_supervised(ServeSettings(port={port}), 2, 3, autoscale=False,\n"
+        "               factory='serving.replicas:hello_app')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        seen: set[int] = set()
+        while len(seen) < 2 and time.monotonic() < deadline:
+            try:
+                seen.add(httpx.get(f"{url}/", headers={"Connection": "close"}, timeout=5).json()["pid"])
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert len(seen) == 2
+        children = {c.pid for c in psutil.Process(proc.pid).children()}
+        assert seen <= children
+        proc.send_signal(signal.SIGHUP)
+        while time.monotonic() < deadline:
+            now = {c.pid for c in psutil.Process(proc.pid).children()}
+            if len(now) == 2 and not now & children:
+                break
+            time.sleep(0.2)
+        assert len(now) == 2 and not now & children
+        assert httpx.get(f"{url}/", timeout=5).json()["pid"] in now
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in now)
+    from blocks.settings import get_settings
+
+    db = Database(get_settings().resolved_database_url())
+    actions = [e.action for e in AuditLog(db).entries(entity_type="server")]
+    db.dispose()
+    assert actions == ["replicas.scale", "replicas.roll"]
