@@ -152,6 +152,7 @@ class PipelineConfig(BaseModel):
             the Optuna study (TPE, grid or random sampler) and its search space.
         tuning_metric: The metric the study optimizes (default: accuracy or rmse).
         tuning_storage: Optuna RDB URL; SQLite under ``MLOPS_HOME`` when unset.
+        pruning: Stop weak trials early (median pruner over the folds' running mean).
         trials_per_task: Trials per Prefect task on the cluster; about four tasks per worker when unset.
         cross_validation_folds: Folds of the cross-validation stage (0 or 1: none).
         test_size: Holdout share.
@@ -187,6 +188,7 @@ class PipelineConfig(BaseModel):
     param_space: dict[str, ParamSpec] = Field(default_factory=dict)
     tuning_metric: str | None = None
     tuning_storage: str | None = None
+    pruning: bool = True
     trials_per_task: int | None = Field(default=None, ge=1)
     cross_validation_folds: int = Field(default=5, ge=0)
     test_size: float = Field(default=0.2, gt=0, lt=1)

@@ -192,6 +192,7 @@ def _tune(
             folds,
             deadline,
             cache_token=f"{token}-{i}",
+            prune=cfg.pruning,
         )
         for i, n in enumerate(plan_chunks(cfg.tuning_trials, cfg.n_workers, cfg.trials_per_task))
     ]

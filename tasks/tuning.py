@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import time
@@ -46,8 +47,12 @@ def storage_url(url: str | None = None) -> str:
 
 
 def open_storage(url: str | None = None) -> optuna.storages.RDBStorage:
-    """An RDB storage that waits for SQLite's write lock instead of failing."""
-    resolved = storage_url(url)
+    """An RDB storage that waits for SQLite's write lock instead of failing (one per URL and process)."""
+    return _storage_at(storage_url(url))
+
+
+@functools.lru_cache(maxsize=8)
+def _storage_at(resolved: str) -> optuna.storages.RDBStorage:
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if resolved.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 60}
@@ -150,13 +155,19 @@ def trial_score(
     return float(np.mean(scores))
 
 
+def make_pruner(prune: bool = True) -> optuna.pruners.BasePruner:
+    """The median pruner (after 3 complete trials, from the second fold on), or none."""
+    if not prune:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+
+
 def create_study(name: str, storage: str | None, metric: str, tuner: str = "tpe") -> str:
     """Create (or reopen) the study; returns its name."""
     optuna.create_study(
         study_name=name,
         storage=open_storage(storage),
         direction="minimize" if is_minimized(metric) else "maximize",
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
         load_if_exists=True,
     )
     return name
@@ -178,6 +189,7 @@ def run_trial_chunk(
     folds: int,
     deadline: float | None = None,
     cache_token: str | None = None,
+    prune: bool = True,
 ) -> dict[str, Any]:
     """Run ``n_trials`` trials of the study on this worker (sampler seed ``seed``), until ``deadline``."""
     maybe_fail("tune")
@@ -187,7 +199,7 @@ def run_trial_chunk(
         study_name=name,
         storage=open_storage(storage),
         sampler=make_sampler(tuner, seed, space),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+        pruner=make_pruner(prune),
     )
     done: list[int] = []
 
