@@ -2,9 +2,9 @@
 
 The server logs the live prediction with the variant that answered and each
 mirrored shadow prediction with ``variant = "shadow:<model>:<version ref>"``
-under the same request id. Pairing the two by request id gives the
-disagreement rate: outputs that differ (numbers by more than ``tolerance``,
-labels when not equal).
+under the same request id (``<id>:<row>`` per row). Pairing the two by request
+id gives the disagreement rate: outputs that differ (classifiers by label,
+numbers by more than ``tolerance``).
 
 Example:
     >>> import pandas as pd
@@ -63,6 +63,15 @@ def _flatten(value: Any) -> list[Any]:
     return [value]
 
 
+def _parsed(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return float(value)
@@ -74,12 +83,25 @@ def _number(value: Any) -> float | None:
 def outputs_disagree(live: Any, shadow: Any, *, tolerance: float = 1e-6) -> tuple[bool, float | None]:
     """Whether two outputs differ, and their largest absolute numeric difference (None if not numeric).
 
+    Classifier rows as the server logs them (``{"label": L, "score": p}``) differ
+    when their labels differ; the gap is the difference of their scores. Other
+    outputs differ when any number is further apart than ``tolerance`` or any
+    other value is unequal.
+
     Example:
+        >>> outputs_disagree('{"label": 1, "score": 0.9}', '{"label": 1, "score": 0.7}')[0]
+        False
         >>> outputs_disagree("[0.5, 0.25]", "[0.5, 0.2500001]")[0]
         False
         >>> outputs_disagree('{"label": "cat"}', '{"label": "dog"}')
         (True, None)
     """
+    live, shadow = _parsed(live), _parsed(shadow)
+    if isinstance(live, dict) and isinstance(shadow, dict) and "label" in live and "label" in shadow:
+        # a classifier's row: the labels decide, the scores measure how far apart they are
+        ls, ss = _number(live.get("score")), _number(shadow.get("score"))
+        gap = abs(ls - ss) if ls is not None and ss is not None else None
+        return live["label"] != shadow["label"], gap
     a, b = _flatten(live), _flatten(shadow)
     if len(a) != len(b):
         return True, None

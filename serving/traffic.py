@@ -176,7 +176,9 @@ class TrafficRouter:
         """The route for one request to endpoint ``name`` (None when no such endpoint exists)."""
         tables = self._tables
         if name not in tables:
-            if time.monotonic() - self._loaded_at < self.refresh_s:
+            # A model name, or an endpoint created elsewhere moments ago: the background
+            # thread picks it up; without one, re-read at most every refresh_s.
+            if self._thread is not None or time.monotonic() - self._loaded_at < self.refresh_s:
                 return None
             self.refresh()
             tables = self._tables

@@ -35,7 +35,7 @@ class FailingModel:
 
 
 @contextmanager
-def served_registry(tmp_path: Path) -> Iterator[tuple[str, Registry]]:
+def served_registry(tmp_path: Path, *, log_predictions: bool = False) -> Iterator[tuple[str, Registry]]:
     """A real server on 127.0.0.1 over a registry: ``fraud`` v1 works (sklearn), v2 always fails."""
     reg = Registry.open(f"sqlite:///{tmp_path / 'mlops.db'}", str(tmp_path / "artifacts"), actor="tester")
     register_demo(reg, "fraud", "sklearn", n_estimators=5)
@@ -45,7 +45,13 @@ def served_registry(tmp_path: Path) -> Iterator[tuple[str, Registry]]:
         artifacts={PICKLE_FILE: pickle.dumps(FailingModel())},
         signature=signature_for(demo_frame(8), "classification", [0, 1]),
     )
-    settings = ServeSettings(admin_key=ADMIN_KEY, trust_pickle=True, log_predictions=False, refresh_s=0.2)
+    settings = ServeSettings(
+        admin_key=ADMIN_KEY,
+        trust_pickle=True,
+        log_predictions=log_predictions,
+        log_flush_s=0.2,
+        refresh_s=0.2,
+    )
     with running_server(create_app(settings, registry=reg)) as url:
         yield url, reg
 
