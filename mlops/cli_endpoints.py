@@ -207,13 +207,23 @@ def ab_report_cmd(
     name: EndpointArg,
     control: Annotated[str | None, typer.Option("--control", help="Variant compared against.")] = None,
     alpha: Annotated[float, typer.Option("--alpha", help="Significance level.")] = 0.05,
+    outcomes: Annotated[
+        str,
+        typer.Option(
+            "--outcomes",
+            help="reported (stored), or accuracy / squared_error from ground truth joined to the log.",
+        ),
+    ] = "reported",
     as_json: JsonOpt = False,
 ) -> None:
     """Per-variant traffic, outcome differences with significance, sample-ratio check."""
-    from serving.abtest import ab_report
+    from serving.abtest import ab_report, ground_truth_outcomes
 
+    if outcomes not in ("reported", "accuracy", "squared_error"):
+        raise ValidationError(f"--outcomes {outcomes!r} must be reported, accuracy or squared_error")
     with open_endpoints() as store:
-        report = ab_report(store, name, control=control, alpha=alpha).to_dict()
+        values = None if outcomes == "reported" else ground_truth_outcomes(store, name, metric=outcomes)
+        report = ab_report(store, name, control=control, alpha=alpha, outcomes=values).to_dict()
     if as_json:
         render.emit_json(report)
         return

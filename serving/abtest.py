@@ -38,6 +38,7 @@ __all__ = [
     "Comparison",
     "ab_report",
     "compare_outcomes",
+    "ground_truth_outcomes",
     "outcomes_from_ground_truth",
     "promote_winner",
     "srm_chi_square",
@@ -278,7 +279,12 @@ def outcomes_from_ground_truth(
         predicted = json.loads(row.prediction) if isinstance(row.prediction, str) else row.prediction
         if isinstance(predicted, list) and len(predicted) == 1:
             predicted = predicted[0]
-        if isinstance(predicted, dict) and len(predicted) == 1:
+        if isinstance(predicted, dict) and "label" in predicted:
+            # a classifier row {"label", "score"}: accuracy on the label, squared error on the score (Brier)
+            predicted = (
+                predicted["label"] if metric == "accuracy" else predicted.get("score", predicted["label"])
+            )
+        elif isinstance(predicted, dict) and len(predicted) == 1:
             predicted = next(iter(predicted.values()))
         if metric == "accuracy":
             value = 1.0 if str(predicted) == str(row.label) or _num_eq(predicted, row.label) else 0.0
@@ -286,6 +292,30 @@ def outcomes_from_ground_truth(
             value = (float(predicted) - float(row.label)) ** 2
         out.setdefault(str(row.variant), []).append(value)
     return out
+
+
+def ground_truth_outcomes(
+    store: EndpointStore, name: str, *, metric: str = "accuracy", since: datetime | None = None
+) -> dict[str, list[float]]:
+    """Per-variant outcomes of endpoint ``name`` from the prediction log joined with the ground-truth log.
+
+    Both logs are found through the ``MLOPS_*`` settings (the server writes them).
+    """
+    import pandas as pd
+
+    from storage.ground_truth import GroundTruthLog
+    from storage.prediction_log import PredictionLog
+
+    endpoint = store.get(name)
+    log = PredictionLog.from_settings()
+    frames = [log.read(model=m, start=since) for m in sorted({v.model for v in endpoint.live})]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return {}
+    predictions = pd.concat(frames, ignore_index=True)
+    return outcomes_from_ground_truth(
+        predictions, GroundTruthLog.from_settings().read(), endpoint=name, metric=metric
+    )
 
 
 def _num_eq(a: Any, b: Any) -> bool:

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from fastapi import APIRouter, Header, Query
 from pydantic import BaseModel, Field
 
-from serving.abtest import ab_report, promote_winner
+from serving.abtest import ab_report, ground_truth_outcomes, promote_winner
 from serving.canary import run_analysis
 from serving.protocol import RequestError
 from serving.traffic import TrafficRouter
@@ -142,6 +142,7 @@ class PromoteBody(BaseModel):
     higher_is_better: bool = True
     alpha: float = 0.05
     force: str | None = None
+    outcomes: str = "reported"
 
 
 class AnalyzeBody(BaseModel):
@@ -282,26 +283,41 @@ def admin_router(router: TrafficRouter, db: Database, settings: ServeSettings) -
         rows = [(o.request_id, o.variant, o.value) for o in body.outcomes]
         return {"stored": _call(lambda: store.record_outcomes(name, rows))}
 
+    def outcomes_of(name: str, source: str, since_s: float | None) -> dict[str, list[float]] | None:
+        if source == "reported":
+            return None
+        if source not in ("accuracy", "squared_error"):
+            raise RequestError(f"outcomes {source!r} must be 'reported', 'accuracy' or 'squared_error'", 400)
+        since = since_seconds(since_s) if since_s else None
+        return _call(lambda: ground_truth_outcomes(store, name, metric=source, since=since))
+
     @api.get("/endpoints/{name}/ab-report")
     def endpoint_ab_report(
         name: str,
         control: str | None = None,
         alpha: float = Query(default=0.05, gt=0, lt=1),
         since_s: float | None = Query(default=None, gt=0),
+        outcomes: str = Query(default="reported", description="reported, accuracy or squared_error"),
     ) -> dict[str, Any]:
         since = since_seconds(since_s) if since_s else None
-        return _call(lambda: ab_report(store, name, control=control, alpha=alpha, since=since)).to_dict()
+        values = outcomes_of(name, outcomes, since_s)
+        return _call(
+            lambda: ab_report(store, name, control=control, alpha=alpha, since=since, outcomes=values)
+        ).to_dict()
 
     @api.post("/endpoints/{name}/promote-winner")
     def endpoint_promote(
         name: str, body: PromoteBody, x_actor: str | None = Header(default=None)
     ) -> dict[str, Any]:
+        values = outcomes_of(name, body.outcomes, None)
+        higher = body.higher_is_better and body.outcomes != "squared_error"
         winner, report = _call(
             lambda: promote_winner(
                 store,
                 name,
                 control=body.control,
-                higher_is_better=body.higher_is_better,
+                outcomes=values,
+                higher_is_better=higher,
                 alpha=body.alpha,
                 force=body.force,
                 actor=actor_of(x_actor),

@@ -48,6 +48,10 @@ def test_ab_endpoint_from_the_command_line() -> None:
     report = ok_json("endpoints", "ab-report", "fraud")
     assert report["srm_ok"] and report["comparisons"][0]["significant"]
     assert "b vs a" in ok("endpoints", "ab-report", "fraud").stdout
+    assert (
+        ok_json("endpoints", "ab-report", "fraud", "--outcomes", "accuracy")["comparisons"] == []
+    )  # no log yet
+    assert "--outcomes 'auc'" in failed("endpoints", "ab-report", "fraud", "--outcomes", "auc").stderr
     assert ok_json("endpoints", "promote-winner", "fraud") == {
         "winner": "b",
         "weights": {"a": 0.0, "b": 100.0},

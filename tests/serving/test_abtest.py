@@ -119,3 +119,61 @@ def test_outcomes_from_ground_truth_join() -> None:
     assert outcomes_from_ground_truth(log, labels, endpoint="ep") == {"a": [1.0, 0.0], "b": [0.0, 1.0]}
     with pytest.raises(ValidationError, match="metric 'auc'"):
         outcomes_from_ground_truth(log, labels, endpoint="ep", metric="auc")
+
+
+@pytest.mark.slow
+def test_ab_outcomes_from_ground_truth_through_the_real_server(tmp_path: Path) -> None:
+    """Sticky A/B on a real server, labels reported to /v1/feedback, accuracy per variant in the report."""
+    import time
+
+    import httpx
+
+    from serving.testing import demo_frame, demo_target, register_demo
+    from tests.serving.canary_models import ADMIN, served_registry
+
+    with served_registry(tmp_path, log_predictions=True) as (url, reg):
+        register_demo(reg, "fraud", "sklearn", n_estimators=3, seed=7)  # v3
+        admin = httpx.Client(base_url=f"{url}/admin", headers=ADMIN, timeout=30)
+        variants = [
+            {"name": "a", "model": "fraud", "version": "1", "weight": 50},
+            {"name": "b", "model": "fraud", "version": "3", "weight": 50},
+        ]
+        assert (
+            admin.post("/endpoints", json={"name": "ab", "policy": "ab", "variants": variants}).status_code
+            == 201
+        )
+        frame = demo_frame(80, seed=11)
+        labels = demo_target(frame, seed=11)
+        served: dict[str, str] = {}
+        with httpx.Client(base_url=url, timeout=30) as client:
+            for i, row in enumerate(frame.to_dict(orient="records")):
+                r = client.post(
+                    "/v1/models/ab/predict", json={"instances": [row]}, headers={"X-Request-Key": f"u{i}"}
+                )
+                assert r.status_code == 200
+                served[r.headers["X-Request-Id"]] = r.json()["variant"]
+                again = client.post(
+                    "/v1/models/ab/predict", json={"instances": [row]}, headers={"X-Request-Key": f"u{i}"}
+                )
+                assert again.json()["variant"] == served[r.headers["X-Request-Id"]]  # sticky
+            feedback = [{"request_id": rid, "label": int(y)} for rid, y in zip(served, labels, strict=True)]
+            assert client.post("/v1/feedback", json=feedback).status_code == 200
+        deadline = time.monotonic() + 20
+        report: dict = {}
+        while time.monotonic() < deadline:
+            report = admin.get("/endpoints/ab/ab-report", params={"outcomes": "accuracy"}).json()
+            if (
+                report.get("comparisons")
+                and report["comparisons"][0]["n"] + report["comparisons"][0]["n_control"] == 80
+            ):
+                break
+            time.sleep(0.3)
+        bad = admin.get("/endpoints/ab/ab-report", params={"outcomes": "auc"})
+        admin.close()
+    (comparison,) = report["comparisons"]
+    assert (comparison["n_control"], comparison["n"]) == (
+        sum(v == "a" for v in served.values()),
+        sum(v == "b" for v in served.values()),
+    )
+    assert comparison["test"] == "two-proportion z" and 0.5 < comparison["mean_control"] <= 1.0
+    assert bad.status_code == 400 and "'auc'" in bad.json()["error"]
