@@ -20,10 +20,13 @@ trained on ``--train-rows`` rows and exported to ONNX. Measured:
 
 Clients are ``httpx.Client`` objects with keep-alive, one per thread, in the
 benchmark's process; the servers run in their own processes on the same
-machine, so clients and server share its cores.
+machine, so clients and servers share its cores. Every measurement
+interleaves the sides (``--rounds`` turns each for single rows, batch by
+batch for batches), so a busy moment of the machine falls on all of them;
+requests/s is the requests of a side over the time spent on that side.
 
 Usage:
-    .venv/bin/python benchmarks/serving.py [--requests 2000] [--clients 8] [--batches 20]
+    .venv/bin/python benchmarks/serving.py [--requests 2000] [--clients 8] [--batches 20] [--rounds 10]
                                            [--skip-mlflow] [--json OUT]
 """
 
@@ -132,12 +135,7 @@ def run_clients(
     if errors:
         raise RuntimeError(f"client failed: {errors[0]!r}")
     flat = [x for part in latencies for x in part]
-    return {
-        **percentiles(flat),
-        "requests_per_s": len(flat) / wall,
-        "requests": len(flat),
-        "clients": clients,
-    }
+    return {"latencies": flat, "wall_s": wall}
 
 
 # ------------------------------------------------------------------ the model
@@ -184,7 +182,34 @@ def mlflow_body(frame: Any) -> bytes:
 
 
 # ------------------------------------------------------------------ measurements
-def in_process(onnx: bytes, single: Any, batch: Any, repeats: int) -> dict[str, Any]:
+class Side:
+    """One way of answering: an HTTP server (path, bodies) or ONNX Runtime in process."""
+
+    def __init__(self, name: str, single: Callable[[Any], None], batch: Callable[[Any], None],
+                 make: Callable[[], Any]) -> None:  # fmt: skip
+        self.name, self.single, self.batch, self.make = name, single, batch, make
+
+
+def http(
+    name: str, url: str, path: str, single: bytes, batch: bytes, headers: dict[str, str] | None = None
+) -> Side:
+    import httpx
+
+    hdrs = {"Content-Type": "application/json", **(headers or {})}
+
+    def post(body: bytes) -> Callable[[httpx.Client], None]:
+        def go(client: httpx.Client) -> None:
+            r = client.post(path, content=body, headers=hdrs)
+            if r.status_code != 200:
+                raise RuntimeError(f"{name} {path}: {r.status_code} {r.text[:200]}")
+
+        return go
+
+    return Side(name, post(single), post(batch), lambda: httpx.Client(base_url=url, timeout=300))
+
+
+def in_process(onnx: bytes, single: Any, batch: Any) -> Side:
+    """ONNX Runtime's ``session.run`` on prepared arrays (default session options): the limit."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
@@ -197,49 +222,53 @@ def in_process(onnx: bytes, single: Any, batch: Any, repeats: int) -> dict[str, 
         }
 
     one, many = feeds(single), feeds(batch)
-    for _ in range(50):
-        session.run(None, one)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        session.run(None, one)
-        times.append(time.perf_counter() - t)
-    session.run(None, many)
-    start = time.perf_counter()
-    n = 20
-    for _ in range(n):
-        session.run(None, many)
-    rows_per_s = n * len(batch) / (time.perf_counter() - start)
-    return {**percentiles(times), "batch_rows_per_s": rows_per_s}
+
+    class Nothing:
+        def close(self) -> None:
+            pass
+
+    return Side("in_process", lambda _: session.run(None, one), lambda _: session.run(None, many), Nothing)
 
 
-def http_side(url: str, path: str, single: bytes, batch: bytes, batch_rows: int, args: argparse.Namespace,
-              headers: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
-    import httpx
+def interleaved_single(sides: list[Side], clients: int, total: int, rounds: int) -> dict[str, dict[str, Any]]:
+    """Single-row requests, the sides taking turns in ``rounds`` rounds so they share the machine's noise.
 
-    hdrs = {"Content-Type": "application/json", **(headers or {})}
+    Requests/s is requests over the time spent on that side.
+    """
+    per_round = max(clients, total // rounds)
+    found: dict[str, list[dict[str, Any]]] = {s.name: [] for s in sides}
+    for _ in range(rounds):
+        for side in sides:
+            found[side.name].append(run_clients(side.single, side.make, clients, per_round))
+    out = {}
+    for name, parts in found.items():
+        lat = [x for part in parts for x in part["latencies"]]
+        wall = sum(part["wall_s"] for part in parts)
+        out[name] = {
+            **percentiles(lat),
+            "requests_per_s": len(lat) / wall,
+            "requests": len(lat),
+            "clients": clients,
+        }
+    return out
 
-    def make() -> httpx.Client:
-        return httpx.Client(base_url=url, timeout=120)
 
-    def send(body: bytes) -> Callable[[httpx.Client], None]:
-        def go(client: httpx.Client) -> None:
-            r = client.post(path, content=body, headers=hdrs)
-            if r.status_code != 200:
-                raise RuntimeError(f"{path}: {r.status_code} {r.text[:200]}")
-
-        return go
-
-    one = run_clients(send(single), make, 1, args.requests)
-    eight = run_clients(send(single), make, args.clients, args.requests)
-    client = make()
-    send(batch)(client)
-    start = time.perf_counter()
-    for _ in range(args.batches):
-        send(batch)(client)
-    rows_per_s = args.batches * batch_rows / (time.perf_counter() - start)
-    client.close()
-    return {"single_1": one, f"single_{args.clients}": eight, "batch_rows_per_s": rows_per_s}
+def interleaved_batches(sides: list[Side], batches: int, rows: int) -> dict[str, float]:
+    """Rows/s of ``batches`` batches per side, the sides taking turns batch by batch."""
+    clients = {s.name: s.make() for s in sides}
+    spent = dict.fromkeys(clients, 0.0)
+    try:
+        for side in sides:
+            side.batch(clients[side.name])  # warm
+        for _ in range(batches):
+            for side in sides:
+                t = time.perf_counter()
+                side.batch(clients[side.name])
+                spent[side.name] += time.perf_counter() - t
+    finally:
+        for c in clients.values():
+            c.close()
+    return {name: batches * rows / seconds for name, seconds in spent.items()}
 
 
 def router_overhead(registry: Any, calls: int = 100_000) -> dict[str, float]:
@@ -295,6 +324,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--batch-rows", type=int, default=10_000)
     parser.add_argument("--train-rows", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=10, help="turns each side takes per measurement")
     parser.add_argument("--skip-mlflow", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -313,64 +343,57 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "load_average_1m_at_start": os.getloadavg()[0],
         }
     }
+    procs: list[subprocess.Popen[bytes]] = []
     try:
         built = build(home, args.train_rows)
         single, batch = demo_frame(1, seed=42), demo_frame(args.batch_rows, seed=43)
-        results["in_process"] = in_process(built["onnx"], single, batch, args.requests)
         results["router"] = router_overhead(built["registry"])
-        print(json.dumps({"in_process": results["in_process"], "router": results["router"]}, indent=1))
-
         port = free_port()
-        proc = start_ours(home, port)
-        try:
-            wait_http(f"http://127.0.0.1:{port}/v2/health/ready", proc=proc)
-            url = f"http://127.0.0.1:{port}"
-            results["ours"] = http_side(
-                url, "/v2/models/fraud/infer", oip_body(single), oip_body(batch), len(batch), args
-            )
-            print(json.dumps({"ours": results["ours"]}, indent=1))
-            via = run_clients(
-                lambda c: c.post("/v2/models/fraud-ab/infer", content=oip_body(single),
-                                 headers={"X-Request-Key": "user-1"}).raise_for_status(),
-                lambda: __import__("httpx").Client(base_url=url), 1, args.requests,
-            )  # fmt: skip
-            results["ours_via_endpoint"] = via
-        finally:
-            stop(proc)
-
+        procs.append(start_ours(home, port))
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/v2/health/ready", proc=procs[-1])
+        sides = [
+            in_process(built["onnx"], single, batch),
+            http("ours", url, "/v2/models/fraud/infer", oip_body(single), oip_body(batch)),
+            http("ours_via_endpoint", url, "/v2/models/fraud-ab/infer", oip_body(single), oip_body(batch),
+                 {"X-Request-Key": "user-1"}),
+        ]  # fmt: skip
         if args.skip_mlflow:
-            results["mlflow"] = {"skipped": "--skip-mlflow", "quoted": MLFLOW_QUOTED}
+            results["mlflow_skipped"] = "--skip-mlflow"
         else:
             try:
-                port = free_port()
-                proc = start_mlflow(built["pipeline"], single, work, port)
+                mport = free_port()
+                procs.append(start_mlflow(built["pipeline"], single, work, mport))
+                murl = f"http://127.0.0.1:{mport}"
+                wait_http(f"{murl}/ping", timeout=180, proc=procs[-1])
+                sides.append(http("mlflow", murl, "/invocations", mlflow_body(single), mlflow_body(batch)))
             except ImportError as exc:
-                results["mlflow"] = {"skipped": f"mlflow not installed: {exc}", "quoted": MLFLOW_QUOTED}
-            else:
-                try:
-                    wait_http(f"http://127.0.0.1:{port}/ping", timeout=180, proc=proc)
-                    results["mlflow"] = http_side(
-                        f"http://127.0.0.1:{port}", "/invocations", mlflow_body(single), mlflow_body(batch),
-                        len(batch), args,
-                    )  # fmt: skip
-                finally:
-                    stop(proc)
+                results["mlflow_skipped"] = f"mlflow not installed: {exc}"
+        rounds = args.rounds
+        results["single_1"] = interleaved_single(sides, 1, args.requests, rounds)
+        results[f"single_{args.clients}"] = interleaved_single(
+            [s for s in sides if s.name != "in_process"], args.clients, args.requests, rounds
+        )
+        results["batch_rows_per_s"] = interleaved_batches(
+            [s for s in sides if s.name != "ours_via_endpoint"], args.batches, len(batch)
+        )
     finally:
+        for proc in procs:
+            stop(proc)
         shutil.rmtree(work, ignore_errors=True)
 
-    ours, limit = results["ours"], results["in_process"]
-    mlflow = results["mlflow"]
-    base = mlflow if "single_1" in mlflow else None
-    rps1 = base["single_1"]["requests_per_s"] if base else MLFLOW_QUOTED["rps_1"]
-    rps8 = base[f"single_{args.clients}"]["requests_per_s"] if base else MLFLOW_QUOTED["rps_8"]
+    one, many, rows = results["single_1"], results[f"single_{args.clients}"], results["batch_rows_per_s"]
+    measured = "mlflow" in one
+    rps1 = one["mlflow"]["requests_per_s"] if measured else MLFLOW_QUOTED["rps_1"]
+    rps8 = many["mlflow"]["requests_per_s"] if measured else MLFLOW_QUOTED["rps_8"]
     checks = {
         "router_overhead_ms": results["router"]["route_and_observe_ms"],
-        "single_row_p99_ms_1_client": ours["single_1"]["p99_ms"],
-        "throughput_vs_mlflow_1_client": ours["single_1"]["requests_per_s"] / rps1,
-        f"throughput_vs_mlflow_{args.clients}_clients": ours[f"single_{args.clients}"]["requests_per_s"]
-        / rps8,
-        "batch_vs_in_process": ours["batch_rows_per_s"] / limit["batch_rows_per_s"],
-        "mlflow_baseline": "measured" if base else "quoted in the issue",
+        "router_overhead_end_to_end_p50_ms": one["ours_via_endpoint"]["p50_ms"] - one["ours"]["p50_ms"],
+        "single_row_p99_ms_1_client": one["ours"]["p99_ms"],
+        "throughput_vs_mlflow_1_client": one["ours"]["requests_per_s"] / rps1,
+        f"throughput_vs_mlflow_{args.clients}_clients": many["ours"]["requests_per_s"] / rps8,
+        "batch_vs_in_process": rows["ours"] / rows["in_process"],
+        "mlflow_baseline": "measured" if measured else "quoted in the issue",
     }
     results["checks"] = checks
     results["machine"]["load_average_1m_at_end"] = os.getloadavg()[0]

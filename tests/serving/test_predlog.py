@@ -87,3 +87,18 @@ def test_prediction_json_shapes() -> None:
     assert prediction_json(three, 1) == ['{"label":"a"}']
     error = batch_records(LogBatch("e", "m", 1, {"x": np.zeros(1)}, None, 1.0, status="error"))[0]
     assert (error["prediction"], error["status"]) == ("null", "error")
+
+
+def test_column_writer_equals_the_validating_append(tmp_path: Path) -> None:
+    from serving.predlog import write_batches
+
+    items = [
+        item("a", 3, endpoint="e", variant="v"),
+        item("b"),
+        LogBatch("c", "other", 1, {}, None, 2.0, status="error"),
+    ]
+    fast, slow = PredictionLog(tmp_path / "fast"), PredictionLog(tmp_path / "slow")
+    write_batches(fast, items)
+    slow.append([r for i in items for r in batch_records(i)])
+    assert fast.read().equals(slow.read())
+    assert len(fast.read()) == 5
