@@ -536,37 +536,40 @@ def start_stack(options: StackOptions | None = None, home: Path | None = None) -
         # rollouts started by the worker find the model server and its admin API here
         connected["MLOPS_SERVE_URL"] = state.serve_url
         connected["MLOPS_SERVE_ADMIN_KEY"] = env.get("MLOPS_SERVE_ADMIN_KEY") or admin_key(run)
+    # Services that do not need each other start side by side: the Dask cluster
+    # and the model server come up while the Prefect server migrates its database.
     try:
         server = _start(
             state, run, "prefect-server", state.prefect_ui_url, env, _prefect_server_command(prefect_port)
         )
-        _wait_until(server, lambda: _http_ok(f"{api_url}/health"), opts.timeout, "answering")
-        ensure_work_pool(api_url, env)
-
         scheduler = _start(state, run, "dask-scheduler", dask_address, env, [
             sys.executable, "-m", "distributed.cli.dask_scheduler",
             "--host", HOST, "--port", str(dask_port), "--no-dashboard",
         ])  # fmt: skip
+        model_server = None
+        if serve_port is not None:
+            model_server = _start(state, run, "model-server", state.serve_url, connected, [
+                *_mlops_cli(), "serve", "--host", HOST, "--port", str(serve_port),
+            ])  # fmt: skip
         _wait_until(scheduler, lambda: _port_open(dask_port), opts.timeout, "listening")
         workers = _start(state, run, "dask-workers", dask_address, connected, [
             sys.executable, "-m", "distributed.cli.dask_worker", dask_address,
             "--nworkers", str(opts.dask_workers), "--nthreads", str(opts.dask_threads),
             "--host", HOST, "--no-dashboard", "--local-directory", str(run / "dask"),
         ])  # fmt: skip
-        _wait_until(workers, lambda: _dask_workers(dask_address) >= opts.dask_workers, opts.timeout, "joined")
 
+        _wait_until(server, lambda: _http_ok(f"{api_url}/health"), opts.timeout, "answering")
+        ensure_work_pool(api_url, env)
         worker = _start(state, run, "prefect-worker", None, connected, [
             *_prefect_cli(), "worker", "start", "--pool", WORK_POOL, "--type", "process",
             "--name", f"mlops-worker-{os.getpid()}",
         ])  # fmt: skip
-        _wait_until(worker, lambda: _pool_workers(api_url, WORK_POOL) > 0, opts.timeout, "online")
 
-        if serve_port is not None:
-            model_server = _start(state, run, "model-server", state.serve_url, connected, [
-                *_mlops_cli(), "serve", "--host", HOST, "--port", str(serve_port),
-            ])  # fmt: skip
+        _wait_until(workers, lambda: _dask_workers(dask_address) >= opts.dask_workers, opts.timeout, "joined")
+        if model_server is not None:
             ready_url = f"{state.serve_url}/v2/health/ready"
             _wait_until(model_server, lambda: _http_ok(ready_url, accept_any=True), opts.timeout, "answering")
+        _wait_until(worker, lambda: _pool_workers(api_url, WORK_POOL) > 0, opts.timeout, "online")
     except BaseException:
         _stop_all(state, timeout=10.0)
         raise
