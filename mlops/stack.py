@@ -173,8 +173,28 @@ def port_is_free(port: int, host: str = HOST) -> bool:
     return True
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = HOST) -> int:
-    """A port on ``host`` that is free right now."""
+    """A port on ``host`` that is free right now, below the ephemeral range when one is.
+
+    Services bind their port seconds after it is chosen; a port from the
+    ephemeral range may meanwhile become the local port of some outgoing
+    connection, so ports below it are tried first.
+    """
+    import random
+
+    low = _ephemeral_low()
+    if low > 20000:
+        for _ in range(50):
+            port = random.randrange(20000, low)
+            if port_is_free(port, host):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
