@@ -28,7 +28,7 @@ from tasks.data import config_token, load_data, source_fingerprint, stage_cache_
 from tasks.data_checks import artifact_key, validate_data
 from tasks.engineering import engineer_features, needs_scaling
 from tasks.estimators import framework_of
-from tasks.export import export_version_files
+from tasks.export import export_version_files, write_version_files
 from tasks.registry import register_model_version
 from tasks.training import (
     TrainingSpec,
@@ -146,12 +146,7 @@ def training_pipeline(config: dict[str, Any]) -> dict[str, Any]:
         exported.extra(),
         loaded.feature_refs,
     )
-    create_table_artifact(
-        key=f"metrics-{artifact_key(cfg.name)}",
-        table=[{"metric": k, "value": round(v, 6)} for k, v in all_metrics.items()],
-        description=f"{cfg.name} v{version.number}: holdout and cross-validation metrics",
-    )
-    return {
+    summary = {
         "model": cfg.name,
         "version": version.number,
         "framework": framework,
@@ -161,10 +156,21 @@ def training_pipeline(config: dict[str, Any]) -> dict[str, Any]:
         "onnx": bool(exported.onnx.get("kept")),
         "export": exported.extra(),
         "tuning": None if tuning is None else {k: v for k, v in tuning.items() if k != "rows"},
+        "dataset_uri": loaded.dataset_uri,
         "dataset_hash": loaded.dataset_hash,
         "explainer": details["explainer"],
         "features": details["features"],
     }
+    if cfg.output_dir:
+        summary["output_dir"] = write_version_files(
+            cfg.output_dir, cfg.name, version.number, exported.files, summary
+        )
+    create_table_artifact(
+        key=f"metrics-{artifact_key(cfg.name)}",
+        table=[{"metric": k, "value": round(v, 6)} for k, v in all_metrics.items()],
+        description=f"{cfg.name} v{version.number}: holdout and cross-validation metrics",
+    )
+    return summary
 
 
 def _tune(

@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,10 +40,11 @@ MISSING_CATEGORY = ""
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """Which raw columns are numeric and which categorical (in the frame's order)."""
+    """Which raw columns are numeric (``integer``: those of an integer dtype) and which categorical."""
 
     numeric: list[str]
     categorical: list[str]
+    integer: list[str] = field(default_factory=list)
 
     @property
     def columns(self) -> list[str]:
@@ -68,7 +69,8 @@ def feature_spec(
         s = frame[name]
         numeric_like = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
         (numeric if numeric_like and name not in forced else cats).append(str(name))
-    return FeatureSpec(numeric, cats)
+    integer = [c for c in numeric if pd.api.types.is_integer_dtype(frame[c])]
+    return FeatureSpec(numeric, cats, integer)
 
 
 class InteractionFeatures(BaseEstimator, TransformerMixin):
@@ -154,7 +156,9 @@ def build_preprocessor(
         steps.append(("scale", StandardScaler()))
     transformers: list[tuple[str, Any, list[str]]] = []
     if spec.numeric:
-        transformers.append(("numeric", Pipeline(steps), spec.numeric))
+        # float columns first: skl2onnx concatenates a branch's inputs with the first input's type
+        ordered = sorted(spec.numeric, key=lambda c: c in spec.integer)
+        transformers.append(("numeric", Pipeline(steps), ordered))
     if spec.categorical:
         cat_steps: list[tuple[str, Any]] = [
             (

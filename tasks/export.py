@@ -316,3 +316,28 @@ def export_version_files(
 
     maybe_fail("export")
     return export_model(pipeline, framework, holdout, task_kind)
+
+
+def write_version_files(
+    output_dir: str, model: str, version: int, files: dict[str, bytes], summary: dict[str, Any]
+) -> str:
+    """Copy a version's files and its summary (``version.json``) to ``<output_dir>/<model>/v<version>/``.
+
+    Each file is written under a temporary name and renamed, so a retry never leaves a torn file.
+
+    Example:
+        >>> import tempfile, os
+        >>> out = write_version_files(tempfile.mkdtemp(), "m", 1, {"model.onnx": b"x"}, {"metrics": {}})
+        >>> sorted(os.listdir(out))
+        ['model.onnx', 'version.json']
+    """
+    from pathlib import Path
+
+    folder = Path(output_dir) / model / f"v{version}"
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {**files, "version.json": json.dumps(summary, indent=2, sort_keys=True, default=str).encode()}
+    for name, data in payload.items():
+        tmp = folder / f".{name}.tmp"
+        tmp.write_bytes(data)
+        tmp.replace(folder / name)
+    return str(folder)

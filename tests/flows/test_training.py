@@ -119,9 +119,15 @@ def test_xgboost_onnx_matches_native_on_holdout(base: dict[str, Any], tmp_path: 
         "model_params": {"n_estimators": 20, "max_depth": 3},
         "cross_validation_folds": 0,
     }
+    config["output_dir"] = str(tmp_path / "out")
     result = train_model(config=config)
     registry = open_registry()
     version = registry.get_version("churn-xgb", result["version"])
+    out = tmp_path / "out" / "churn-xgb" / f"v{result['version']}"
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [PREPROCESS_FILE, XGBOOST_FILE, ONNX_FILE, "version.json"]
+    )
+    assert json.loads((out / "version.json").read_text())["dataset_hash"] == version.dataset_hash
     assert version.framework == "xgboost"
     assert {a.name for a in version.artifacts} == {PREPROCESS_FILE, XGBOOST_FILE, ONNX_FILE}
     onnx = version.extra["export"]["onnx"]

@@ -165,3 +165,24 @@ def test_without_parity_or_conversion_the_version_keeps_native_files_and_says_wh
     assert strict.onnx["reason"].startswith("parity failed: max |ONNX - native|")
     assert strict.onnx["max_abs_diff"] > 0
     assert strict.extra() == {"onnx": strict.onnx}
+
+
+def test_integer_columns_first_or_alone_still_export() -> None:
+    rng = np.random.default_rng(0)
+    raw = pd.DataFrame(
+        {"n": rng.integers(0, 10, 150), "m": rng.integers(0, 5, 150), "x": rng.normal(size=150)}
+    )
+    y = (raw["n"] + raw["m"] + raw["x"] > 7).astype(int).to_numpy()
+    for columns in (["n", "m", "x"], ["n", "m"]):  # an int column first; only int columns
+        X = prepare_inputs(raw[columns], feature_spec(raw[columns]))
+        spec = TrainingSpec(
+            "GradientBoosting",
+            "classification",
+            "sklearn",
+            feature_spec(X),
+            FeatureEngineering(),
+            False,
+            {"n_estimators": 10},
+        )
+        out = export_model(fit_pipeline(spec, {}, X, y), "sklearn", X, "classification")
+        assert out.onnx["kept"] is True, (columns, out.onnx)

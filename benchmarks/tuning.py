@@ -1,0 +1,188 @@
+"""Tuning benchmark: Optuna trials fanned out as Prefect tasks to Dask worker processes vs plain Optuna.
+
+The objective is the pipeline's own trial (``tasks.tuning.trial_score``): a
+5-fold cross-validated ``GradientBoostingClassifier`` (``n_estimators`` 30,
+``max_depth`` 2-4, ``learning_rate`` 0.05-0.3 log) on a synthetic
+``make_classification`` table (``--rows`` × 12 columns), with pruning off so
+every trial costs five fits. Three runs of ``--trials`` trials each, every one
+into a fresh study in an SQLite RDB storage (the platform's default):
+
+* **plain Optuna**: ``study.optimize(objective, n_trials)`` in this process,
+  no Prefect, no Dask;
+* **platform, 1 worker** and **platform, 2 workers**: a flow submits
+  ``tasks.tuning.run_trial_chunk`` tasks (about four per worker, each with its own
+  sampler seed) through ``prefect_dask.DaskTaskRunner`` to a
+  ``LocalCluster(processes=True, threads_per_worker=1)``. One Prefect server is
+  shared by the flow and the worker processes (``PREFECT_API_URL``), as in a
+  real deployment. Each cluster first runs a two-trial warm-up flow (imports in
+  the worker processes), which is not timed.
+
+Reported: wall time, trials per second, the speed-up of 2 workers over 1, and
+the orchestration overhead per trial ``(platform 1 worker - plain) / trials``.
+
+Usage:
+    .venv/bin/python benchmarks/tuning.py [--trials 64] [--rows 400] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def dataset(rows: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The benchmark table: 12 numeric columns, a binary target."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=rows, n_features=12, n_informative=6, random_state=0)
+    return pd.DataFrame(X, columns=[f"f{i}" for i in range(12)]), y
+
+
+def setup(rows: int) -> tuple[Any, dict[str, Any], pd.DataFrame, np.ndarray]:
+    """The training spec and search space shared by every run."""
+    from blocks.pipeline import FeatureEngineering, ParamSpec
+    from tasks.engineering import feature_spec
+    from tasks.training import TrainingSpec
+
+    X, y = dataset(rows)
+    spec = TrainingSpec(
+        "GradientBoosting",
+        "classification",
+        "sklearn",
+        feature_spec(X),
+        FeatureEngineering(),
+        False,
+        {"n_estimators": 30},
+    )
+    space = {
+        "max_depth": ParamSpec(type="int", low=2, high=4),
+        "learning_rate": ParamSpec(type="float", low=0.05, high=0.3, log=True),
+    }
+    return spec, space, X, y
+
+
+def plain_optuna(trials: int, rows: int, storage: str) -> float:
+    """Seconds for ``trials`` trials with ``study.optimize`` in this process."""
+    import optuna
+
+    from tasks.tuning import open_storage, trial_score
+
+    spec, space, X, y = setup(rows)
+    study = optuna.create_study(
+        study_name="plain",
+        storage=open_storage(storage),
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=0),
+        pruner=optuna.pruners.NopPruner(),
+    )
+    started = time.perf_counter()
+    study.optimize(lambda t: trial_score(t, spec, space, X, y, "accuracy", 5), n_trials=trials)
+    elapsed = time.perf_counter() - started
+    assert len(study.trials) == trials
+    return elapsed
+
+
+def platform_run(
+    trials: int, rows: int, storage: str, workers: int, name: str, address: str
+) -> dict[str, Any]:
+    """Seconds for the flow to run ``trials`` trials on the cluster at ``address``."""
+    import optuna
+    from prefect import flow
+    from prefect_dask import DaskTaskRunner
+
+    from tasks.tuning import WORKER_ATTR, chunk_seed, create_study, open_storage, plan_chunks, run_trial_chunk
+
+    spec, space, X, y = setup(rows)
+    create_study(name, storage, "accuracy")
+
+    @flow(name="tuning-benchmark", task_runner=DaskTaskRunner(address=address))
+    def fan_out() -> None:
+        futures = [
+            run_trial_chunk.submit(  # pruning off, as in the plain run: every trial costs five fits
+                name, storage, i, n, chunk_seed(0, i), "tpe", space, spec, X, y, "accuracy", 5, prune=False
+            )
+            for i, n in enumerate(plan_chunks(trials, workers))
+        ]
+        for f in futures:
+            f.result()
+
+    started = time.perf_counter()
+    fan_out()
+    elapsed = time.perf_counter() - started
+    study = optuna.load_study(study_name=name, storage=open_storage(storage))
+    assert len(study.trials) == trials, len(study.trials)
+    return {
+        "seconds": elapsed,
+        "workers_seen": len({t.user_attrs.get(WORKER_ATTR) for t in study.trials}),
+        "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=64)
+    parser.add_argument("--rows", type=int, default=400)
+    parser.add_argument("--json", help="write the figures to this file")
+    args = parser.parse_args()
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from distributed import LocalCluster
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    folder = tempfile.mkdtemp(prefix="tuning-bench-")
+    os.environ["MLOPS_HOME"] = folder
+    storage = f"sqlite:///{folder}/optuna.db"
+    results: dict[str, Any] = {"trials": args.trials, "rows": args.rows}
+    results["plain_seconds"] = plain_optuna(args.trials, args.rows, storage)
+    print(f"plain Optuna: {results['plain_seconds']:.1f} s")
+
+    with prefect_test_harness(server_startup_timeout=120):
+        os.environ["PREFECT_API_URL"] = str(PREFECT_API_URL.value())  # worker processes share this server
+        for workers in (1, 2):
+            with LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+            ) as cluster:
+                platform_run(2, args.rows, storage, workers, f"warmup-{workers}", cluster.scheduler_address)
+                run = platform_run(
+                    args.trials, args.rows, storage, workers, f"platform-{workers}", cluster.scheduler_address
+                )
+            results[f"platform_{workers}_seconds"] = run["seconds"]
+            results[f"platform_{workers}_workers_seen"] = run["workers_seen"]
+            print(f"platform, {workers} worker(s): {run['seconds']:.1f} s on {run['workers_seen']} worker(s)")
+
+    trials = args.trials
+    results["speedup_2_over_1"] = results["platform_1_seconds"] / results["platform_2_seconds"]
+    results["overhead_ms_per_trial"] = (
+        1000 * (results["platform_1_seconds"] - results["plain_seconds"]) / trials
+    )
+    results["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "arch": platform.machine(),
+    }
+    print("\n| run | seconds | trials/s |\n|---|---|---|")
+    for label, key in (
+        ("plain Optuna (in process)", "plain_seconds"),
+        ("platform, 1 worker", "platform_1_seconds"),
+        ("platform, 2 workers", "platform_2_seconds"),
+    ):
+        print(f"| {label} | {results[key]:.1f} | {trials / results[key]:.2f} |")
+    print(f"2 workers over 1: {results['speedup_2_over_1']:.2f}x (target >= 1.7x)")
+    print(f"orchestration overhead: {results['overhead_ms_per_trial']:.1f} ms per trial (target < 50 ms)")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
