@@ -501,12 +501,12 @@ def create_app(settings: ServeSettings | None = None, *, registry: Registry | No
         registry: The registry to serve from (``MLOPS_*`` settings when None).
 
     Example:
-        >>> import tempfile
-        >>> from fastapi.testclient import TestClient
+        >>> import tempfile, httpx
+        >>> from serving.server import running_server
         >>> home = tempfile.mkdtemp()
         >>> reg = Registry.open(f"sqlite:///{home}/m.db", f"{home}/a")
-        >>> with TestClient(create_app(ServeSettings(log_predictions=False), registry=reg)) as client:
-        ...     client.get("/v2/health/live").json(), client.get("/v2/models/nope").status_code
+        >>> with running_server(create_app(ServeSettings(log_predictions=False), registry=reg)) as url:
+        ...     httpx.get(f"{url}/v2/health/live").json(), httpx.get(f"{url}/v2/models/nope").status_code
         ({'live': True}, 404)
     """
     settings = settings or ServeSettings()
