@@ -36,6 +36,7 @@ def test_failing_canary_is_rolled_back_and_a_good_one_completes(tmp_path: Path) 
             good = canary_rollout(
                 "fraud-live", "fraud", "3", steps=[50, 100], step_seconds=2.5, poll_seconds=0.5,
                 server_url=url, admin_key=ADMIN_KEY, min_requests=5, max_holds=5,
+                max_p99_ratio=20.0,  # a few requests make a noisy p99 on a shared CI machine
             )  # fmt: skip
         finally:
             answers = traffic.finish()
@@ -43,7 +44,7 @@ def test_failing_canary_is_rolled_back_and_a_good_one_completes(tmp_path: Path) 
         events = httpx.get(f"{url}/admin/endpoints/fraud-live/events", headers=ADMIN).json()
     assert bad["status"] == "rolled_back"
     assert bad["history"][-1]["decision"] == "rollback" and "error" in bad["history"][-1]["reason"]
-    assert good["status"] == "completed", good["history"]
+    assert good["status"] == "completed", [(h["decision"], h["reason"]) for h in good["history"]]
     assert [(v["name"], v["version"], v["weight"]) for v in state["variants"]] == [("stable", "3", 100.0)]
     kinds = [e["kind"] for e in events]
     assert kinds.count("canary.start") == 2 and "canary.rollback" in kinds and kinds[-1] == "canary.complete"
