@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -28,8 +28,10 @@ from blocks.settings import get_settings
 from mlops import _render as render
 from mlops._cli_common import JsonOpt, say
 from storage.db import Database
-from storage.endpoints import CanaryPlan, Endpoint, EndpointStore, VariantSpec
 from storage.errors import ValidationError
+
+if TYPE_CHECKING:  # the module loads on the first endpoints command, keeping `mlops` quick to start
+    from storage.endpoints import Endpoint, EndpointStore, VariantSpec
 
 endpoints_app = typer.Typer(
     no_args_is_help=True, help="Serving endpoints: variants, A/B weights, shadows, blue-green."
@@ -43,6 +45,8 @@ ReasonOpt = Annotated[str, typer.Option("--reason", help="Why, recorded in the e
 @contextmanager
 def open_endpoints() -> Iterator[EndpointStore]:
     """The endpoint store of the metadata database ``MLOPS_*`` points at."""
+    from storage.endpoints import EndpointStore
+
     settings = get_settings()
     db = Database(settings.resolved_database_url())
     try:
@@ -58,6 +62,8 @@ def parse_variant(text: str, *, default_weight: float = 100.0) -> VariantSpec:
         >>> parse_variant("a=fraud:@champion:30")
         VariantSpec(name='a', model='fraud', version='@champion', weight=30.0, role='live')
     """
+    from storage.endpoints import VariantSpec
+
     name, sep, rest = text.partition("=")
     parts = rest.split(":")
     if not sep or not name or len(parts) not in (2, 3) or not all(parts[:2]):
@@ -360,6 +366,8 @@ def canary_start(
     as_json: JsonOpt = False,
 ) -> None:
     """Start a canary at its first step (then `mlops canary analyze` each step, or `mlops canary run`)."""
+    from storage.endpoints import CanaryPlan
+
     plan = CanaryPlan(parse_steps(steps), max_error_rate_diff, max_p99_ratio, min_requests)
     with open_endpoints() as store:
         model = model or max(store.get(name).live, key=lambda v: v.weight).model
