@@ -388,3 +388,42 @@ def test_not_ready_until_models_load(tmp_path: Path) -> None:
         assert httpx.get(f"{server.url}/v2/health/live").json() == {"live": True}
     finally:
         server.stop()
+
+
+def test_mlops_serve_command_end_to_end(tmp_path: Path) -> None:
+    """``mlops serve`` in its own process: keys, a preloaded model, the log flushed at shutdown."""
+    import os
+    import subprocess
+    import sys
+
+    from serving.server import free_port
+
+    home = tmp_path / "home"
+    registry = Registry.open(f"sqlite:///{home}/mlops.db", str(home / "artifacts"))
+    register_demo(registry, "fraud", "sklearn")
+    port = free_port()
+    env = {**os.environ, "MLOPS_HOME": str(home), "MLOPS_SERVE_LOG_FLUSH_S": "60"}
+    command = [sys.executable, "-m", "mlops.cli", "serve", "--port", str(port), "--api-key", KEY,
+               "--model", "fraud"]  # fmt: skip
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            try:
+                if httpx.get(f"{url}/v2/health/ready").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "mlops serve did not become ready"
+            time.sleep(0.2)
+        r = httpx.post(f"{url}/v1/models/fraud/predict", json=ROWS[:2].to_dict("records"),
+                       headers={"Authorization": f"Bearer {KEY}", "X-Request-Id": "cli-1"})  # fmt: skip
+        assert r.status_code == 200 and len(r.json()["predictions"]) == 2
+        assert httpx.post(f"{url}/v1/models/fraud/predict", json=[]).status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    rows = PredictionLog(home / "predictions").read()  # written at shutdown, not by the 60 s timer
+    assert rows["request_id"].tolist() == ["cli-1:0", "cli-1:1"]
