@@ -277,9 +277,11 @@ class ServerState:
                               endpoint if route else None, variant if route else None, "error"))  # fmt: skip
             if route is not None:
                 self.router.observe(route.endpoint, route.variant, route.target, latency, False)
-            raise RequestError(
+            failure = RequestError(
                 f"{model} version {loaded.version} failed to predict: {type(exc).__name__}: {exc}", 500
-            ) from None
+            )
+            failure.labels = (endpoint, variant, model, str(loaded.version))
+            raise failure from None
         latency = (time.perf_counter() - start) * 1000
         self.log(LogBatch(request_id, model, loaded.version, batch.columns, prediction, latency,
                           endpoint if route else None, variant if route else None))  # fmt: skip
@@ -675,7 +677,8 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
             return response
         except Exception as exc:
             status, _ = error_status(exc)
-            metrics.error(name, "", name, status)
+            endpoint, variant, model, version_label = getattr(exc, "labels", None) or (name, "", name, "")
+            metrics.error(endpoint, variant, model, status, version_label)
             if status >= 500 and not isinstance(exc, RequestError | MlopsError):
                 logger.exception("unexpected error serving %s", name)
             return _error(exc, {"X-Request-Id": request_id} if request_id else None)

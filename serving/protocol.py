@@ -63,6 +63,8 @@ class RequestError(Exception):
         super().__init__(message)
         self.message = message
         self.status_code = status_code
+        #: (endpoint, variant, model, version) of a failure after routing, for the error metrics.
+        self.labels: tuple[str, str, str, str] | None = None
 
 
 # ------------------------------------------------------------------ OpenAPI documentation models

@@ -354,6 +354,7 @@ def test_serving_config_report_and_metrics(env: Env) -> None:
     text = env.client.get("/metrics").text
     assert 'mlops_requests_total{endpoint="fraud",model="fraud",status="ok",variant="",version="1"}' in text
     assert 'mlops_errors_total{code="404",endpoint="nope",model="nope",variant=""}' in text
+    assert 'mlops_requests_total{endpoint="broken",model="broken",status="error",variant="",version="1"}' in text
     assert "mlops_request_latency_seconds_bucket" in text and "mlops_in_flight_requests 0.0" in text
     assert 'mlops_shadow_predictions_total{endpoint="shop",model="broken",outcome="error"}' in text
 
