@@ -354,7 +354,9 @@ def test_serving_config_report_and_metrics(env: Env) -> None:
     text = env.client.get("/metrics").text
     assert 'mlops_requests_total{endpoint="fraud",model="fraud",status="ok",variant="",version="1"}' in text
     assert 'mlops_errors_total{code="404",endpoint="nope",model="nope",variant=""}' in text
-    assert 'mlops_requests_total{endpoint="broken",model="broken",status="error",variant="",version="1"}' in text
+    assert (
+        'mlops_requests_total{endpoint="broken",model="broken",status="error",variant="",version="1"}' in text
+    )
     assert "mlops_request_latency_seconds_bucket" in text and "mlops_in_flight_requests 0.0" in text
     assert 'mlops_shadow_predictions_total{endpoint="shop",model="broken",outcome="error"}' in text
 
@@ -428,3 +430,45 @@ def test_mlops_serve_command_end_to_end(tmp_path: Path) -> None:
         proc.wait(30)
     rows = PredictionLog(home / "predictions").read()  # written at shutdown, not by the 60 s timer
     assert rows["request_id"].tolist() == ["cli-1:0", "cli-1:1"]
+
+
+def test_real_traffic_router_ab_and_shadow(tmp_path: Path) -> None:
+    """With the platform's own router: sticky A/B variants and a 100 % shadow, all logged."""
+    from storage.endpoints import EndpointStore, VariantSpec
+
+    home = tmp_path / "home"
+    registry = Registry.open(f"sqlite:///{home}/mlops.db", str(home / "artifacts"))
+    register_demo(registry, "fraud", "onnx")
+    register_demo(registry, "fraud", "sklearn")
+    store = EndpointStore(registry.db)
+    store.create(
+        "checkout", [VariantSpec("a", "fraud", "1", 50), VariantSpec("b", "fraud", "2", 50)], policy="ab"
+    )
+    store.set_shadow("checkout", [VariantSpec("s", "fraud", "2")], 100)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLOPS_HOME", str(home))
+        app = create_app(ServeSettings(log_flush_s=0.1), registry=registry)
+    server = ServerThread(app).start()
+    try:
+        client = httpx.Client(base_url=server.url)
+        seen: dict[str, str] = {}
+        for i in range(40):
+            key = f"user-{i % 10}"
+            r = client.post(
+                "/v2/models/checkout/infer", json=oip(ROWS[:1], f"ck-{i}"), headers={"X-Request-Key": key}
+            )
+            assert r.status_code == 200, r.text
+            params = r.json()["parameters"]
+            assert params["endpoint"] == "checkout"
+            assert seen.setdefault(key, params["variant"]) == params["variant"]  # sticky per key
+            assert r.json()["model_version"] == {"a": "1", "b": "2"}[params["variant"]]
+        assert set(seen.values()) == {"a", "b"}
+        time.sleep(0.5)
+        app.state.serving.writer.flush()
+    finally:
+        server.stop()
+    rows = PredictionLog(home / "predictions").read()
+    live = rows[~rows["variant"].str.startswith("shadow:")]
+    assert len(live) == 40 and set(live["endpoint"]) == {"checkout"}
+    shadows = rows[rows["variant"] == "shadow:fraud:2"]
+    assert len(shadows) == 40 and set(shadows["version"]) == {2}
