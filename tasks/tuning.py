@@ -34,7 +34,6 @@ from blocks.settings import get_settings
 from tasks.training import TrainingSpec, cv_splitter, evaluate, fit_pipeline, is_minimized, maybe_fail
 
 WORKER_ATTR = "worker"
-CHUNK_ATTR = "chunk"
 
 
 def storage_url(url: str | None = None) -> str:
@@ -56,7 +55,24 @@ def _storage_at(resolved: str) -> optuna.storages.RDBStorage:
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if resolved.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 60}
-    return optuna.storages.RDBStorage(resolved, engine_kwargs=kwargs)
+    storage = optuna.storages.RDBStorage(resolved, engine_kwargs=kwargs)
+    if resolved.startswith("sqlite"):
+        _sqlite_wal(storage)
+    return storage
+
+
+def _sqlite_wal(storage: optuna.storages.RDBStorage) -> None:
+    """WAL journal, ``synchronous=NORMAL``: readers never block the writer; a commit is not an fsync."""
+    import sqlalchemy as sa
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    sa.event.listen(storage.engine, "connect", on_connect)
+    storage.engine.dispose()  # connections opened before the listener reconnect with it
 
 
 def study_name(model: str, token: str) -> str:
@@ -204,8 +220,7 @@ def run_trial_chunk(
     done: list[int] = []
 
     def objective(trial: optuna.Trial) -> float:
-        trial.set_user_attr(WORKER_ATTR, worker)
-        trial.set_user_attr(CHUNK_ATTR, chunk)
+        trial.set_user_attr(WORKER_ATTR, worker)  # one attribute: each one is a write to the storage
         done.append(trial.number)
         return trial_score(trial, spec, space, X, y, metric, folds)
 

@@ -123,3 +123,15 @@ def test_failure_hook(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None
     with pytest.raises(InjectedFailure):
         maybe_fail("train")
     maybe_fail("train")  # the marker exists now: the retry passes
+
+
+def test_task_runner_address_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tasks.cluster import task_runner_for
+
+    monkeypatch.delenv("MLOPS_DASK_ADDRESS", raising=False)
+    local = task_runner_for(None, n_workers=3)
+    assert local.address is None and local.cluster_kwargs["n_workers"] == 3
+    assert local.cluster_kwargs["processes"] is False
+    monkeypatch.setenv("MLOPS_DASK_ADDRESS", "tcp://127.0.0.1:8786")
+    assert task_runner_for(None).address == "tcp://127.0.0.1:8786"
+    assert task_runner_for("tcp://10.0.0.5:8786").address == "tcp://10.0.0.5:8786"
