@@ -19,6 +19,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -60,6 +62,7 @@ class ServingMetrics:
             "Rows the prediction log writer dropped (queue full).",
             registry=r,
         )
+        self._children: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
         self.log_waiting = Gauge(
             "mlops_prediction_log_waiting_rows",
             "Rows waiting to be written to the prediction log.",
@@ -70,9 +73,18 @@ class ServingMetrics:
         self, endpoint: str, variant: str, model: str, version: str, seconds: float, *, rows: int = 1
     ) -> None:
         """Count one answered request."""
-        self.requests.labels(endpoint, variant, model, version, "ok").inc()
-        self.latency.labels(endpoint, variant, model).observe(seconds)
-        self.rows.labels(endpoint, variant, model).inc(rows)
+        key = (endpoint, variant, model, version)
+        children = self._children.get(key)
+        if children is None:  # label lookups cost more than the counting: keep them per label set
+            children = self._children[key] = (
+                self.requests.labels(endpoint, variant, model, version, "ok"),
+                self.latency.labels(endpoint, variant, model),
+                self.rows.labels(endpoint, variant, model),
+            )
+        requests, latency, counted = children
+        requests.inc()
+        latency.observe(seconds)
+        counted.inc(rows)
 
     def error(self, endpoint: str, variant: str, model: str, code: int, version: str = "") -> None:
         """Count one failed request."""
