@@ -232,6 +232,7 @@ def admin_router(router: TrafficRouter, db: Database, settings: ServeSettings) -
 
     @api.get("/endpoints/{name}")
     def show_endpoint(name: str, since_s: float | None = Query(default=None, gt=0)) -> dict[str, Any]:
+        router.flush()  # this server's own counters count too
         endpoint = _call(lambda: store.get(name))
         data = _show(endpoint)
         since = since_seconds(since_s) if since_s else None
@@ -270,6 +271,7 @@ def admin_router(router: TrafficRouter, db: Database, settings: ServeSettings) -
 
     @api.get("/endpoints/{name}/stats")
     def endpoint_stats(name: str, since_s: float | None = Query(default=None, gt=0)) -> dict[str, Any]:
+        router.flush()  # this server's own counters count too
         since = since_seconds(since_s) if since_s else None
         stats = _call(lambda: store.stats(name, since=since))
         return {"endpoint": name, "variants": {k: v.to_dict() for k, v in stats.items()}}
@@ -299,6 +301,7 @@ def admin_router(router: TrafficRouter, db: Database, settings: ServeSettings) -
         since_s: float | None = Query(default=None, gt=0),
         outcomes: str = Query(default="reported", description="reported, accuracy or squared_error"),
     ) -> dict[str, Any]:
+        router.flush()  # this server's own counters count too
         since = since_seconds(since_s) if since_s else None
         values = outcomes_of(name, outcomes, since_s)
         return _call(
@@ -309,6 +312,7 @@ def admin_router(router: TrafficRouter, db: Database, settings: ServeSettings) -
     def endpoint_promote(
         name: str, body: PromoteBody, x_actor: str | None = Header(default=None)
     ) -> dict[str, Any]:
+        router.flush()  # this server's own counters count too
         values = outcomes_of(name, body.outcomes, None)
         higher = body.higher_is_better and body.outcomes != "squared_error"
         winner, report = _call(
@@ -357,6 +361,7 @@ def admin_router(router: TrafficRouter, db: Database, settings: ServeSettings) -
     def canary_analyze(
         name: str, body: AnalyzeBody, x_actor: str | None = Header(default=None)
     ) -> dict[str, Any]:
+        router.flush()  # this server's own counters count too
         result = _call(lambda: run_analysis(store, name, apply=body.apply, actor=actor_of(x_actor)))
         router.refresh()
         return {"analysis": result.to_dict(), "endpoint": _show(store.get(name))}

@@ -63,7 +63,8 @@ def analyse(stable: VariantStats, canary: VariantStats, plan: CanaryPlan) -> Can
     diff = canary.error_rate - stable.error_rate if stable.requests else canary.error_rate
     stable_p99, canary_p99 = stable.quantile(0.99), canary.quantile(0.99)
     ratio: float | None = None
-    if stable.requests and canary.requests and stable_p99 > 0 and not math.isnan(stable_p99):
+    judged = stable.requests >= max(plan.min_requests, 1) and canary.requests >= max(plan.min_requests, 1)
+    if judged and stable_p99 > 0 and not math.isnan(stable_p99):
         ratio = canary_p99 / stable_p99
 
     def result(decision: Decision, reason: str) -> CanaryAnalysis:
@@ -100,6 +101,20 @@ def _step_since(plan: CanaryPlan) -> datetime | None:
     return datetime.fromisoformat(plan.step_started_at) if plan.step_started_at else None
 
 
+def _step_stats(store: EndpointStore, name: str, plan: CanaryPlan) -> tuple[VariantStats, VariantStats]:
+    """The stable and canary traffic of the current step.
+
+    At a high canary weight (100 % at the last step) the stable variant gets too
+    few requests in the step to be a baseline; its traffic over the endpoint's
+    whole recorded history is the baseline then.
+    """
+    stats = store.stats(name, since=_step_since(plan))
+    stable = stats.get(STABLE, VariantStats(STABLE))
+    if stable.requests < max(plan.min_requests, 1):
+        stable = store.stats(name).get(STABLE, stable)
+    return stable, stats.get(CANARY, VariantStats(CANARY))
+
+
 def run_analysis(
     store: EndpointStore, name: str, *, apply: bool = True, advance: bool = True, actor: str | None = None
 ) -> CanaryAnalysis:
@@ -118,8 +133,8 @@ def run_analysis(
     plan = endpoint.canary
     if endpoint.policy != "canary" or plan is None or plan.status != "running":
         raise ValidationError(f"endpoint {name!r} has no running canary")
-    stats = store.stats(name, since=_step_since(plan))
-    result = analyse(stats.get(STABLE, VariantStats(STABLE)), stats.get(CANARY, VariantStats(CANARY)), plan)
+    stable, canary = _step_stats(store, name, plan)
+    result = analyse(stable, canary, plan)
     if not apply:
         return result
     who = actor or "canary-analysis"
@@ -143,10 +158,7 @@ def check_breaches(store: EndpointStore, *, actor: str = "canary-guard") -> dict
         plan = endpoint.canary
         if endpoint.policy != "canary" or plan is None or plan.status != "running":
             continue
-        stats = store.stats(endpoint.name, since=_step_since(plan))
-        result = analyse(
-            stats.get(STABLE, VariantStats(STABLE)), stats.get(CANARY, VariantStats(CANARY)), plan
-        )
+        result = analyse(*_step_stats(store, endpoint.name, plan), plan)
         if result.decision == "rollback":
             try:
                 store.rollback_canary(

@@ -42,6 +42,26 @@ def test_full_canary_without_stable_traffic_checks_error_rate_alone() -> None:
     assert ok.decision == "advance" and ok.p99_ratio is None and bad.decision == "rollback"
 
 
+def test_p99_is_compared_only_when_both_sides_have_enough_requests() -> None:
+    one_slow_stable = analyse(_stats("stable", 1, 0, 0.2), _stats("canary", 500, 0, 7.0), PLAN)
+    assert one_slow_stable.decision == "advance" and one_slow_stable.p99_ratio is None
+
+
+def test_at_the_last_step_the_stable_history_is_the_baseline(store: EndpointStore) -> None:
+    _flush(store, "stable", 500, 0)  # 2 ms each
+    _flush(store, "canary", 30, 0)
+    for _ in range(3):  # 5 -> 25 -> 50 -> 100 %
+        assert run_analysis(store, "ep").decision == "advance"
+        _flush(store, "canary", 30, 0)
+    assert store.get("ep").weights() == {"stable": 0.0, "canary": 100.0}
+    _flush(store, "stable", 1, 0)  # a straggler: one request in the step is no baseline
+    slow = StatsRow("ep", "canary", "r", 30, 0, 30 * 9.0, {900: 30})
+    store.flush_stats([slow])
+    result = run_analysis(store, "ep", apply=False)
+    assert result.stable["requests"] >= 500  # judged against the stable history
+    assert result.decision == "rollback" and "p99" in result.reason
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> EndpointStore:
     s = EndpointStore(Database(f"sqlite:///{tmp_path / 'm.db'}"), actor="ops")
