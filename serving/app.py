@@ -212,8 +212,9 @@ class ServerState:
         if isinstance(found, bool) or not isinstance(found, str | int):
             raise RequestError(f"request id {found!r} must be a string")
         text = str(found)
-        if len(text) > MAX_REQUEST_ID or not text.isprintable():
-            raise RequestError(f"request id must be at most {MAX_REQUEST_ID} printable characters")
+        if len(text) > MAX_REQUEST_ID or not (text.isascii() and text.isprintable()):
+            # it is echoed in the X-Request-Id header, which only carries ASCII safely
+            raise RequestError(f"request id must be at most {MAX_REQUEST_ID} printable ASCII characters")
         return text
 
     @staticmethod

@@ -232,6 +232,8 @@ def _bad(body: dict[str, Any], **change: Any) -> dict[str, Any]:
         ("/v2/models/fraud/versions/9/infer", oip(ROWS[:1]), 404, "has no version 9"),
         ("/v1/models/fraud/predict", {"instances": [{"amount": 1}]}, 400, "lacks feature 'age'"),
         ("/v2/models/fraud/infer", {"id": ["x"], **oip(ROWS[:1])}, 400, "request id"),
+        ("/v2/models/fraud/infer", {"id": "r\u0100", **oip(ROWS[:1])}, 400, "printable ASCII"),
+        ("/v2/models/nope/infer", {"id": "r\u0100", **oip(ROWS[:1])}, 400, "printable ASCII"),
     ],
 )
 def test_bad_input_gets_a_reason_and_the_server_keeps_serving(
