@@ -323,3 +323,23 @@ def test_training_walkthrough_example(prefect_harness: None, capsys: pytest.Capt
     out = capsys.readouterr().out
     assert "churn v1 registered (sklearn)" in out and "ONNX kept: True" in out
     assert result["tuning"]["trials"] == 8 and result["metrics"]["auc_roc"] > 0.8
+
+
+def test_xgboost_dask_training_on_the_cluster(base: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    config = {
+        **base,
+        "name": "churn-xgb-dask",
+        "model_type": "xgboost",
+        "model_class": "XGBClassifier",
+        "distributed": True,
+        "model_params": {"n_estimators": 20, "max_depth": 3},
+        "cross_validation_folds": 0,
+    }
+    with caplog.at_level(logging.INFO, logger="distributed.worker"):
+        result = train_model(config=config)
+    assert result["framework"] == "xgboost" and result["metrics"]["accuracy"] > 0.8
+    assert result["onnx"] is True and result["export"]["onnx"]["max_abs_diff"] < 1e-4
+    # xgboost.dask started its collective tracker on the cluster: trained there, not on one worker
+    assert any("_start_tracker" in r.getMessage() for r in caplog.records)
