@@ -18,8 +18,8 @@ trained on ``--train-rows`` rows and exported to ONNX. Measured:
   per request, in process; and single-row latency through that endpoint
   against the model named directly.
 
-Clients are ``httpx.Client`` objects with keep-alive, one per thread, in the
-benchmark's process; the servers run in their own processes on the same
+Clients are keep-alive ``http.client`` connections, one per thread, in the
+benchmark's process (the same client for every side); the servers run in their own processes on the same
 machine, so clients and servers share its cores. Every measurement
 interleaves the sides (``--rounds`` turns each for single rows, batch by
 batch for batches), so a busy moment of the machine falls on all of them;
@@ -193,19 +193,31 @@ class Side:
 def http(
     name: str, url: str, path: str, single: bytes, batch: bytes, headers: dict[str, str] | None = None
 ) -> Side:
-    import httpx
+    """A server side, called through one keep-alive ``http.client`` connection per client thread.
 
+    The standard library's client costs far less per request than httpx, so the
+    figures are the servers', not the client's (all sides use the same client).
+    """
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
     hdrs = {"Content-Type": "application/json", **(headers or {})}
 
-    def post(body: bytes) -> Callable[[httpx.Client], None]:
-        def go(client: httpx.Client) -> None:
-            r = client.post(path, content=body, headers=hdrs)
-            if r.status_code != 200:
-                raise RuntimeError(f"{name} {path}: {r.status_code} {r.text[:200]}")
+    def post(body: bytes) -> Callable[[http.client.HTTPConnection], None]:
+        def go(conn: http.client.HTTPConnection) -> None:
+            conn.request("POST", path, body=body, headers=hdrs)
+            response = conn.getresponse()
+            data = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"{name} {path}: {response.status} {data[:200]!r}")
 
         return go
 
-    return Side(name, post(single), post(batch), lambda: httpx.Client(base_url=url, timeout=300))
+    def connect() -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=300)
+
+    return Side(name, post(single), post(batch), connect)
 
 
 def in_process(onnx: bytes, single: Any, batch: Any) -> Side:

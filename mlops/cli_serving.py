@@ -40,6 +40,15 @@ def serve(
     ] = None,
     no_log: Annotated[bool, typer.Option("--no-log", help="Do not write the prediction log.")] = False,
     log_level: Annotated[str | None, typer.Option("--log-level", help="uvicorn log level.")] = None,
+    replicas: Annotated[
+        int, typer.Option("--replicas", min=0, help="Replica processes sharing the port (0: one process).")
+    ] = 0,
+    autoscale: Annotated[
+        bool, typer.Option("--autoscale", help="Scale replicas on CPU, p95 latency and in-flight requests.")
+    ] = False,
+    max_replicas: Annotated[
+        int, typer.Option("--max-replicas", min=1, help="Most replicas when autoscaling.")
+    ] = 50,
 ) -> None:
     """Serve registered models over HTTP until interrupted."""
     from serving.config import ServeSettings
@@ -66,4 +75,13 @@ def serve(
     typer.echo(
         f"serving on http://{settings.host}:{settings.port} (API keys {'on' if settings.api_keys else 'off'})"
     )
+    if replicas or autoscale:
+        from serving.replicas import run_supervised
+
+        low = max(replicas, 1)
+        if max_replicas < low:
+            raise typer.BadParameter(f"--max-replicas {max_replicas} is below --replicas {low}")
+        typer.echo(f"replicas: {low}{f' to {max_replicas}, autoscaled' if autoscale else ''}")
+        run_supervised(settings, low, max_replicas if autoscale else low, autoscale)
+        return
     run(settings)
