@@ -55,6 +55,7 @@ def base(prefect_harness: None, dask_cluster: Any, data_file: Path) -> dict[str,
     }
 
 
+@pytest.mark.slow
 def test_sklearn_end_to_end_trials_on_both_dask_workers(base: dict[str, Any], dask_cluster: Any) -> None:
     config = {
         **base,
@@ -209,6 +210,7 @@ def _task_states(flow_run_id: Any) -> dict[str, str]:
     return asyncio.run(read())
 
 
+@pytest.mark.slow
 def test_resume_after_a_failure_in_training_reuses_stages_1_to_5(
     base: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

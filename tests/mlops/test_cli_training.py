@@ -28,6 +28,7 @@ def write_config(tmp_path: Path, **extra: Any) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_train_prints_json_and_shows_trial_progress(
     prefect_harness: None, dask_cluster: Any, tmp_path: Path
 ) -> None:
