@@ -13,7 +13,7 @@
 Run it against a stack started with ``mlops up`` (and ``prefect deploy --all``)::
 
     export PREFECT_API_URL=http://127.0.0.1:4200/api
-    python -m examples.run_deployment_example pipelines/fraud-detector.yaml --wait 600
+    python -m examples.run_deployment_example pipelines/fraud.yaml --wait 600
 
 Example:
     >>> from examples.run_deployment_example import TRAINING_DEPLOYMENT, training_parameters

@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -368,6 +369,9 @@ def training_frame(
 def read_table(path: str | Path) -> pd.DataFrame:
     """A Parquet, CSV or JSON-lines file as a frame (by extension).
 
+    ``~`` and environment variables in the path are expanded, so a schedule's
+    parameters can say ``${MLOPS_HOME}/fraud/holdout.csv``.
+
     Example:
         >>> import tempfile, pandas as pd
         >>> p = f"{tempfile.mkdtemp()}/e.csv"
@@ -375,7 +379,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
         >>> read_table(p)["driver_id"].tolist()
         [1]
     """
-    p = Path(path)
+    p = Path(os.path.expandvars(os.path.expanduser(str(path))))
     if not p.is_file():
         raise ValidationError(f"file {str(p)!r} does not exist")
     suffix = p.suffix.lower()

@@ -101,8 +101,8 @@ def _sample_event(event: str, stage: str = "production") -> Any:
         event=event,
         occurred=dt.datetime.now(dt.UTC),
         resource={
-            "prefect.resource.id": "mlops.model-version.fraud-detector.7",
-            "mlops.model": "fraud-detector",
+            "prefect.resource.id": "mlops.model-version.fraud.7",
+            "mlops.model": "fraud",
             "mlops.version": "7",
             "mlops.stage": stage,
         },
@@ -216,12 +216,12 @@ def test_trigger_parameters_render_from_the_event() -> None:
     by_name = _by_name()
     (retrain,) = by_name["train-model"]["triggers"]
     assert _render(retrain["parameters"], _sample_event(DRIFT_EVENT)) == {
-        "config_path": "pipelines/fraud-detector.yaml"
+        "config_path": "pipelines/fraud.yaml"
     }
     (rollout,) = by_name["canary-rollout"]["triggers"]
     assert _render(rollout["parameters"], _sample_event(PROMOTED_EVENT)) == {
-        "endpoint": "fraud-detector",
-        "model": "fraud-detector",
+        "endpoint": "fraud",
+        "model": "fraud",
         "version": "7",
     }
 
@@ -229,8 +229,8 @@ def test_trigger_parameters_render_from_the_event() -> None:
 def test_promotion_event_carries_the_labels_the_rollout_trigger_reads() -> None:
     from tasks.promotion import _version_resource
 
-    labels = _version_resource("fraud-detector", 7, "production")
-    assert labels["prefect.resource.id"] == "mlops.model-version.fraud-detector.7"
+    labels = _version_resource("fraud", 7, "production")
+    assert labels["prefect.resource.id"] == "mlops.model-version.fraud.7"
     assert {"mlops.model", "mlops.version", "mlops.stage"} <= set(labels)
 
 
