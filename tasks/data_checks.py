@@ -21,7 +21,7 @@ from typing import Any, Literal
 import pandas as pd
 from prefect import task
 
-from blocks.pipeline import PipelineConfig, ValidationThresholds
+from blocks.pipeline import CLASSIFICATION_METRICS, REGRESSION_METRICS, PipelineConfig, ValidationThresholds
 from storage.errors import ValidationError
 from storage.model_format import column_type
 from tasks.data import retry_unless_bad_input
@@ -210,6 +210,9 @@ def validate_data(
         estimator_class(config.model_class, report.task)
     except ValidationError as exc:
         report.fatal.append(str(exc))
+    allowed = CLASSIFICATION_METRICS if report.task == "classification" else REGRESSION_METRICS
+    if config.enable_tuning and config.tuning_metric and config.tuning_metric not in allowed:
+        report.fatal.append(f"tuning_metric {config.tuning_metric!r} does not apply to {report.task}")
     create_markdown_artifact(
         key=f"validation-{artifact_key(config.name)}",
         markdown=report.markdown(f"Data validation: {config.name}"),

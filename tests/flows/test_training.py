@@ -261,6 +261,14 @@ def _has_model(name: str) -> bool:
             "param_space.depth",
         ),
         ({"model_class": "sklearn.ensemble:NoSuchForest"}, "has no class 'NoSuchForest'"),
+        (
+            {
+                "enable_tuning": True,
+                "tuning_metric": "rmse",
+                "param_space": {"C": {"type": "float", "low": 1, "high": 2}},
+            },
+            "tuning_metric 'rmse' does not apply to classification",
+        ),
     ],
 )
 def test_bad_input_stops_before_training(base: dict[str, Any], change: dict[str, Any], message: str) -> None:
