@@ -54,12 +54,15 @@ def transactions(rows: int, *, seed: int = 0, amount_shift: float = 0.0) -> pd.D
     )
 
 
-def impressions(rows: int, *, seed: int = 0) -> pd.DataFrame:
-    """Recommendation impressions: did the user click the shown item?"""
+def impressions(rows: int, *, seed: int = 0, shift_prices: float = 0.0) -> pd.DataFrame:
+    """Recommendation impressions: did the user click the shown item?
+
+    ``shift_prices`` multiplies prices by ``1 + shift_prices`` (a drifted window).
+    """
     rng = np.random.default_rng(seed)
     user_id = rng.integers(0, 2_000, rows)
     affinity = rng.normal(0, 1, 2_000)[user_id]
-    price = rng.gamma(2.0, 20.0, rows)
+    price = rng.gamma(2.0, 20.0, rows) * (1.0 + shift_prices)
     category = rng.choice(["books", "music", "games", "garden"], rows)
     position = rng.integers(1, 11, rows)
     past_clicks = rng.poisson(3, rows)

@@ -56,6 +56,18 @@ def test_healthcare_use_case(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.usefixtures("prefect_harness")
+def test_the_lifecycle_in_ten_lines_runs_and_the_readme_shows_it() -> None:
+    from pathlib import Path
+
+    from examples import lifecycle
+
+    result = lifecycle.main()
+    assert result["version"] == 1 and "price" in result["drift"] and Path(result["card"]).is_file()
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert 'run = train_model(config={"name": "clicks"' in readme
+
+
+@pytest.mark.usefixtures("prefect_harness")
 def test_registry_tour() -> None:
     result = registry_walkthrough.main()
     assert result["verified"] and result["stage"] == "staging"
