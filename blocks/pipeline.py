@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +35,17 @@ MINIMIZED_METRICS = ("rmse", "mae")
 
 class ConfigError(ValueError):
     """A pipeline config that cannot be used; the message names the file and each bad key."""
+
+
+def expand_path(value: str | None) -> str | None:
+    """``~`` and ``$VAR`` / ``${VAR}`` expanded (unset variables stay as written).
+
+    Example:
+        >>> os.environ["MLOPS_EXAMPLE_DIR"] = "/data"
+        >>> expand_path("${MLOPS_EXAMPLE_DIR}/churn.csv")
+        '/data/churn.csv'
+    """
+    return None if value is None else os.path.expandvars(os.path.expanduser(value))
 
 
 class ParamSpec(BaseModel):
@@ -117,6 +129,11 @@ class FeatureStoreSource(BaseModel):
     timestamp_column: str = "event_timestamp"
     drop_keys: bool = True
 
+    @field_validator("entity_source")
+    @classmethod
+    def _expand(cls, value: str) -> str:
+        return expand_path(value) or value
+
 
 class ValidationThresholds(BaseModel):
     """When data problems stop the flow (fatal) or only warn.
@@ -139,7 +156,8 @@ class PipelineConfig(BaseModel):
 
     Attributes:
         name: Model name in the registry.
-        data_source: A CSV, Parquet or JSON file (or set ``feature_store``).
+        data_source: A CSV, Parquet or JSON file (or set ``feature_store``); ``~`` and
+            ``${VAR}`` are expanded in paths.
         feature_store: A feature-store training set instead of a file.
         target_column: The label column.
         task: ``classification`` or ``regression``; inferred from the target when absent.
@@ -205,6 +223,11 @@ class PipelineConfig(BaseModel):
     cache: bool = True
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("data_source", "output_dir")
+    @classmethod
+    def _expand_paths(cls, value: str | None) -> str | None:
+        return expand_path(value)
 
     @field_validator("metrics")
     @classmethod

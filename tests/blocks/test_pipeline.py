@@ -105,3 +105,28 @@ def test_cross_field_rules() -> None:
         PipelineConfig.parse({**BASE, "cross_validation_folds": 1})
     with pytest.raises(ConfigError, match="name"):
         PipelineConfig.parse({**BASE, "name": "bad name!"})
+
+
+def test_paths_expand_home_and_environment_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
+    cfg = PipelineConfig.parse(
+        {**BASE, "data_source": "${MLOPS_HOME}/fraud/transactions.csv", "output_dir": "~/models"}
+    )
+    assert cfg.data_source == f"{tmp_path}/fraud/transactions.csv"
+    assert cfg.output_dir == str(Path("~/models").expanduser())
+    fs = PipelineConfig.parse(
+        {
+            "name": "m",
+            "target_column": "y",
+            "feature_store": {"entity_source": "$MLOPS_HOME/l.parquet", "features": ["g:*"]},
+        }
+    )
+    assert fs.feature_store is not None and fs.feature_store.entity_source == f"{tmp_path}/l.parquet"
+
+
+def test_the_shipped_retraining_config_parses() -> None:
+    shipped = Path(__file__).resolve().parents[2] / "pipelines" / "fraud.yaml"
+    if not shipped.exists():
+        pytest.skip("no pipelines/fraud.yaml in this checkout")
+    cfg = PipelineConfig.from_yaml(shipped)
+    assert cfg.name == "fraud" and "${" not in str(cfg.data_source)
