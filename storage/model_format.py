@@ -11,7 +11,8 @@ file                content
 ``model.onnx``      the whole pipeline (preprocessing + model) as ONNX, kept only when its
                     predictions match the native model (see ``extra["export"]``). One
                     input per raw column, named as the column, shape ``[N, 1]``
-                    (float/int64/string tensors); outputs ``label`` ``[N]`` and
+                    (float/int64/string tensors; a missing string is fed as ``""``,
+                    since ONNX string tensors hold no nulls); outputs ``label`` ``[N]`` and
                     ``probabilities`` ``[N, C]`` for classifiers, ``variable`` ``[N, 1]``
                     for regressors.
 ``model.skops``     scikit-learn: the fitted ``Pipeline`` (preprocessing + estimator),

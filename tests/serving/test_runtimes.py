@@ -121,3 +121,16 @@ def test_torch_state_is_loaded_without_pickle_code() -> None:
     pickle.dump({"net.0.weight": Exception("code")}, buffer)  # an arbitrary object: weights_only refuses it
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         runtime_of({**files, "model.pt": buffer.getvalue()})
+
+
+def test_a_missing_string_reaches_onnx_as_empty_text() -> None:
+    """ONNX string tensors hold no nulls: a nullable string input's null is fed as "" (unknown category)."""
+    sig = {**SIG, "inputs": [{**f, "nullable": f["name"] == "country"} for f in SIG["inputs"]]}
+    rows = ROWS.head(3).to_dict("records")
+    rows[1]["country"] = None
+    decoded = decode_records(rows, sig)
+    got = runtime_of(demo_files("onnx"), sig).predict(decoded)
+    expected = demo_pipeline(FRAME, TARGET).predict_proba(
+        ROWS.head(3).assign(country=["x", "", "y"]).iloc[[1]]
+    )
+    np.testing.assert_allclose(got.probabilities[1], expected[0], atol=1e-5)
