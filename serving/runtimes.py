@@ -207,7 +207,7 @@ def _onnx(signature: Mapping[str, Any], data: bytes, spec: InputSpec, task: str)
             col = batch.columns[name]
             if dtype is np.object_:
                 col = col.astype(object, copy=False)
-                missing = np.equal(col, None)
+                missing = np.fromiter((v is None for v in col), dtype=bool, count=len(col))
                 if missing.any():  # ONNX string tensors hold no nulls: a missing string is ""
                     col = np.where(missing, "", col)
             elif col.dtype != dtype:
