@@ -53,11 +53,11 @@ from storage.model_format import (
     SKOPS_FILE,
     TORCH_CONFIG_FILE,
     TORCH_STATE_FILE,
+    TRUSTED_PREFIXES,
     XGBOOST_FILE,
+    load_trusted_skops,
 )
 
-#: Type-name prefixes skops may load without the operator listing them (as in tasks/scoring.py).
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 #: The order runtimes are tried in.
 RUNTIMES = ("onnx", "xgboost", "pytorch", "sklearn", "pickle")
 #: The native runtimes (all but ONNX), for explanations.
@@ -137,13 +137,7 @@ def load_skops(data: bytes, what: str, trusted_types: Collection[str] = ()) -> A
         >>> type(load_skops(sio.dumps(StandardScaler()), "scaler")).__name__
         'StandardScaler'
     """
-    import skops.io as sio
-
-    found = sio.get_untrusted_types(data=data)
-    untrusted = [t for t in found if not t.startswith(TRUSTED_PREFIXES) and t not in set(trusted_types)]
-    if untrusted:
-        raise ValidationError(f"{what} holds untrusted types: {', '.join(untrusted)}")
-    return sio.loads(data, trusted=found)
+    return load_trusted_skops(data, what, types=tuple(trusted_types))
 
 
 def _labels(classes: Sequence[Any], probabilities: np.ndarray) -> np.ndarray:

@@ -58,6 +58,10 @@ TORCH_STATE_FILE = "model.pt"
 TORCH_CONFIG_FILE = "model_config.json"
 PICKLE_FILE = "model.pkl"
 
+#: Type prefixes a skops file may hold without an explicit trust list: data and
+#: scikit-learn objects, never arbitrary code as a pickle could run.
+TRUSTED_PREFIXES: tuple[str, ...] = ("sklearn.", "numpy.", "scipy.", "builtins.")
+
 #: ONNX output names (scikit-learn-onnx's own defaults, with ZipMap off).
 ONNX_LABEL = "label"
 ONNX_PROBABILITIES = "probabilities"
@@ -106,3 +110,26 @@ def input_columns(signature: Mapping[str, Any] | None) -> list[str]:
 def input_types(signature: Mapping[str, Any] | None) -> dict[str, str]:
     """Column name → signature type."""
     return {str(f["name"]): str(f.get("type", "float")) for f in (signature or {}).get("inputs", [])}
+
+
+def load_trusted_skops(
+    data: bytes, what: str, *, prefixes: tuple[str, ...] = TRUSTED_PREFIXES, types: Sequence[str] = ()
+) -> Any:
+    """Load skops bytes when every type in them is trusted; otherwise a ValidationError naming them.
+
+    A type is trusted when it starts with one of ``prefixes`` or is listed in ``types``.
+
+    Example:
+        >>> import skops.io as sio
+        >>> from sklearn.preprocessing import StandardScaler
+        >>> type(load_trusted_skops(sio.dumps(StandardScaler()), "scaler")).__name__
+        'StandardScaler'
+    """
+    import skops.io as sio
+
+    found = sio.get_untrusted_types(data=data)
+    allowed = set(types)
+    untrusted = [t for t in found if not t.startswith(prefixes) and t not in allowed]
+    if untrusted:
+        raise ValidationError(f"{what} holds untrusted types: {', '.join(untrusted)}")
+    return sio.loads(data, trusted=found)

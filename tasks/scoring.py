@@ -24,14 +24,14 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-import skops.io as sio
 
 from storage.errors import ValidationError
-from storage.model_format import ONNX_FILE, ONNX_LABEL, ONNX_REGRESSION, input_types
+from storage.model_format import ONNX_FILE, ONNX_LABEL, ONNX_REGRESSION, input_types, load_trusted_skops
+from storage.model_format import TRUSTED_PREFIXES as BASE_TRUSTED_PREFIXES
 from storage.registry import Registry
 from storage.registry_reads import VersionRef
 
-TRUSTED_PREFIXES: tuple[str, ...] = ("sklearn.", "numpy.", "scipy.", "builtins.")
+TRUSTED_PREFIXES: tuple[str, ...] = BASE_TRUSTED_PREFIXES
 #: The training pipeline's own transformer (``InteractionFeatures``), inside versions' model.skops files.
 TRUSTED_PREFIXES += ("tasks.engineering.",)
 
@@ -44,11 +44,7 @@ def load_sklearn_model(registry: Registry, model: str, version: VersionRef, name
     if artifact is None:
         raise ValidationError(f"{model} version {found.number} has no .skops model file to score with")
     data = registry.load_artifact(model, found.number, artifact)
-    untrusted = [t for t in sio.get_untrusted_types(data=data) if not t.startswith(TRUSTED_PREFIXES)]
-    if untrusted:
-        outside = ", ".join(untrusted)
-        raise ValidationError(f"{model} version {found.number}: {artifact} holds untrusted types: {outside}")
-    return sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+    return load_trusted_skops(data, f"{model} version {found.number}: {artifact}", prefixes=TRUSTED_PREFIXES)
 
 
 def feature_columns(registry: Registry, model: str, version: VersionRef, frame: pd.DataFrame) -> list[str]:
