@@ -109,8 +109,8 @@ def explained_predictions(url: str, rows: list[dict[str, Any]]) -> list[dict[str
 
 
 def _factors(explanation: dict[str, Any]) -> str:
-    factors = explanation.get("factors") or explanation.get("explanations", [{}])[0].get("factors", [])
-    return ", ".join(f"{f['feature']} ({f.get('contribution', f.get('value', 0)):+.2f})" for f in factors[:3])
+    factors = explanation["factors"]
+    return ", ".join(f"{f['input']} ({f['contribution']:+.2f})" for f in factors[:3])
 
 
 def main() -> dict[str, Any]:

@@ -97,6 +97,20 @@ def _contributions(estimator: Any, x: np.ndarray, class_index: int | None) -> tu
     raise RequestError(f"explanations need a tree or linear model; this version's model is a {kind}")
 
 
+def input_of(feature: str, inputs: list[str]) -> str:
+    """The input column a transformed feature comes from (``numeric__age`` → ``age``).
+
+    Example:
+        >>> input_of("categorical__country_NL", ["amount", "country"]), input_of("x3", ["a"])
+        ('country', 'x3')
+    """
+    bare = feature.split("__", 1)[1] if "__" in feature else feature
+    if bare in inputs:
+        return bare
+    matches = [name for name in inputs if bare.startswith(f"{name}_")]  # one-hot: <column>_<category>
+    return max(matches, key=len) if matches else bare
+
+
 def explain_record(
     cache: ModelCache, loaded: LoadedModel, batch: Batch, top: int = TOP_FACTORS
 ) -> dict[str, Any]:
@@ -111,8 +125,15 @@ def explain_record(
         class_index = int(np.argmax(prediction.probabilities[0]))
     values, base, method = _contributions(estimator, x, class_index)
     order = np.argsort(-np.abs(values))[:top]
+    inputs = list(batch.frame().columns)
     factors = [
-        {"feature": names[i], "value": float(x[0, i]), "contribution": float(values[i])} for i in order
+        {
+            "feature": names[i],
+            "input": input_of(names[i], inputs),
+            "value": float(x[0, i]),
+            "contribution": float(values[i]),
+        }
+        for i in order
     ]
     label = prediction.values[0] if prediction.values is not None else prediction.labels[0]  # type: ignore[index]
     return {

@@ -369,6 +369,7 @@ def test_explain_adds_up_to_the_model_output(env: Env) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["method"] == "shap.TreeExplainer" and len(body["factors"]) <= 10
+    assert {f["input"] for f in body["factors"]} <= set(record[0])  # each factor names its input column
     r = env.client.post("/v1/models/fraud/explain", json=record)  # the champion is ONNX-only
     assert r.status_code == 400 and "no native model" in r.json()["error"]
     env.registry.set_alias("fraud", "champion", 2)
