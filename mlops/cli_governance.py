@@ -192,22 +192,9 @@ def erase(
     """Erase an entity from the feature stores and the prediction log, then verify nothing remains."""
     from blocks.settings import get_settings
     from storage.erasure import erase_entity
-    from storage.features import FeatureStore
-    from storage.prediction_log import PredictionLog
 
     keys = parse_pairs(entity, "entity key")
-    settings = get_settings()
-    store = FeatureStore.from_settings(settings)
-    try:
-        result = erase_entity(
-            keys,
-            requested_by=actor or settings.resolved_user(),
-            reason=reason,
-            store=store,
-            log=PredictionLog.from_settings(settings),
-        )
-    finally:
-        store.close()
+    result = erase_entity(keys, requested_by=actor or get_settings().resolved_user(), reason=reason)
     if as_json:
         render.emit_json(result.to_dict())
     else:

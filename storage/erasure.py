@@ -198,9 +198,19 @@ def erase_entity(
     if not isinstance(requested_by, str) or not requested_by.strip():
         raise ValidationError(f"requested_by {requested_by!r} must name the person who asked")
     checked = _check_keys(keys)
+    if store is not None:
+        return _erase(checked, requested_by, reason, store, log or PredictionLog.from_settings())
+    fs = FeatureStore.from_settings()  # opened here, so closed here
+    try:
+        return _erase(checked, requested_by, reason, fs, log or PredictionLog.from_settings())
+    finally:
+        fs.close()
+
+
+def _erase(
+    checked: dict[str, Any], requested_by: str, reason: str, fs: FeatureStore, plog: PredictionLog
+) -> ErasureResult:
     canonical = canonical_entity_key(checked)
-    fs = store or FeatureStore.from_settings()
-    plog = log or PredictionLog.from_settings()
     removed: dict[str, int] = {}
     for group in _groups(fs, checked):
         removed[f"offline:{group.name}"] = _erase_offline(fs, group, checked)

@@ -30,18 +30,7 @@ def run_erasure(keys: dict[str, Any], requested_by: str | None = None, reason: s
     The erasure is recorded (and audited) even when verification fails, so the
     attempt is on file; rerunning it is safe.
     """
-    settings = get_settings()
-    store = FeatureStore.from_settings(settings)
-    try:
-        result = erase_entity(
-            keys,
-            requested_by=requested_by or settings.resolved_user(),
-            reason=reason,
-            store=store,
-            log=PredictionLog.from_settings(settings),
-        )
-    finally:
-        store.close()
+    result = erase_entity(keys, requested_by=requested_by or get_settings().resolved_user(), reason=reason)
     if not result.verified:
         left = {place: n for place, n in result.remaining.items() if n}
         raise IntegrityError(f"erasure {result.id} left rows behind: {left}")
