@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 
 from blocks.settings import MlopsSettings, get_settings
 from storage.errors import ValidationError
-from storage.prediction_log import write_atomically
+from storage.prediction_log import utc_timestamp, write_atomically
 
 COLUMNS = ("request_id", "label", "ts")
 MAX_REQUEST_ID = 512
@@ -59,17 +59,8 @@ def _label_type(labels: Sequence[Any]) -> pa.DataType:
     raise ValidationError(f"labels in one call must share a type (numbers, booleans or strings), got {kinds}")
 
 
-def _timestamp(value: Any, index: int) -> datetime:
-    if value is None:
-        return datetime.now(UTC)
-    try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError):
-        raise ValidationError(f"label {index}: ts {value!r} is not a timestamp") from None
-    if pd.isna(ts):
-        raise ValidationError(f"label {index}: ts {value!r} is not a timestamp")
-    ts = ts.tz_localize(UTC) if ts.tzinfo is None else ts.tz_convert(UTC)
-    return ts.to_pydatetime()
+def _now_or_utc(value: Any, index: int) -> datetime:
+    return datetime.now(UTC) if value is None else utc_timestamp(value, f"label {index}: ts")
 
 
 def check_label(record: Any, index: int) -> dict[str, Any]:
@@ -97,7 +88,7 @@ def check_label(record: Any, index: int) -> dict[str, Any]:
         raise ValidationError(f"label {index} ({rid}): label {label!r} must be finite")
     if isinstance(label, int) and not isinstance(label, bool) and not -(2**63) <= label < 2**63:
         raise ValidationError(f"label {index} ({rid}): label {label!r} is out of range")
-    return {"request_id": rid, "label": label, "ts": _timestamp(record.get("ts"), index)}
+    return {"request_id": rid, "label": label, "ts": _now_or_utc(record.get("ts"), index)}
 
 
 class GroundTruthLog:

@@ -122,7 +122,12 @@ def canonical_entity_key(keys: Mapping[str, Any] | str) -> str:
     return ",".join(parts)
 
 
-def _timestamp(value: Any, what: str) -> datetime:
+def utc_timestamp(value: Any, what: str) -> datetime:
+    """``value`` as an aware UTC datetime; a ValidationError naming ``what`` when it is none.
+
+    >>> utc_timestamp("2026-01-01 10:00", "ts").isoformat()
+    '2026-01-01T10:00:00+00:00'
+    """
     try:
         ts = pd.Timestamp(value)
     except (TypeError, ValueError):
@@ -182,7 +187,7 @@ def _row(record: Mapping[str, Any], index: int) -> dict[str, Any]:
         "request_id": request_id,
         "model": _model_name(record["model"]),
         "version": int(version),
-        "ts": _timestamp(record["ts"], f"record {index}: ts"),
+        "ts": utc_timestamp(record["ts"], f"record {index}: ts"),
         "entity_key": canonical_entity_key(key) if key is not None else None,
         "features": _json_text("features", record.get("features", {}), index),
         "prediction": _json_text("prediction", record["prediction"], index),
@@ -248,8 +253,8 @@ class PredictionLog:
         self, model: str | None = None, start: datetime | None = None, end: datetime | None = None
     ) -> pd.DataFrame:
         """Rows with ``start <= ts < end`` (naive times are UTC), oldest first."""
-        lo = _timestamp(start, "start") if start is not None else None
-        hi = _timestamp(end, "end") if end is not None else None
+        lo = utc_timestamp(start, "start") if start is not None else None
+        hi = utc_timestamp(end, "end") if end is not None else None
         files = self.files(model, lo.date() if lo else None, hi.date() if hi else None)
         if not files:
             return SCHEMA.empty_table().to_pandas()
