@@ -28,6 +28,7 @@ import pandas as pd
 from storage.errors import ValidationError
 from storage.model_format import ONNX_FILE, ONNX_LABEL, ONNX_REGRESSION, input_types, load_trusted_skops
 from storage.model_format import TRUSTED_PREFIXES as BASE_TRUSTED_PREFIXES
+from storage.records import ModelVersion
 from storage.registry import Registry
 from storage.registry_reads import VersionRef
 
@@ -38,25 +39,32 @@ TRUSTED_PREFIXES += ("tasks.engineering.",)
 
 def load_sklearn_model(registry: Registry, model: str, version: VersionRef, name: str | None = None) -> Any:
     """The version's skops model file, verified and loaded with only trusted types."""
-    found = registry.get_version(model, version)
-    candidates = [a.name for a in found.artifacts if a.name.endswith(".skops")]
-    artifact = name or (candidates[0] if candidates else None)
-    if artifact is None:
-        raise ValidationError(f"{model} version {found.number} has no .skops model file to score with")
-    data = registry.load_artifact(model, found.number, artifact)
-    return load_trusted_skops(data, f"{model} version {found.number}: {artifact}", prefixes=TRUSTED_PREFIXES)
+    return _load_skops(registry, registry.get_version(model, version), name)
 
 
 def feature_columns(registry: Registry, model: str, version: VersionRef, frame: pd.DataFrame) -> list[str]:
     """The version's input columns from its signature, all present in ``frame``."""
-    found = registry.get_version(model, version)
+    return _columns(registry.get_version(model, version), frame)
+
+
+def _load_skops(registry: Registry, found: ModelVersion, name: str | None) -> Any:
+    candidates = [a.name for a in found.artifacts if a.name.endswith(".skops")]
+    artifact = name or (candidates[0] if candidates else None)
+    if artifact is None:
+        raise ValidationError(f"{found.model} version {found.number} has no .skops model file to score with")
+    data = registry.load_artifact(found.model, found.number, artifact)
+    what = f"{found.model} version {found.number}: {artifact}"
+    return load_trusted_skops(data, what, prefixes=TRUSTED_PREFIXES)
+
+
+def _columns(found: ModelVersion, frame: pd.DataFrame) -> list[str]:
     names = [field["name"] for field in (found.signature or {}).get("inputs", [])]
     if not names:
-        raise ValidationError(f"{model} version {found.number} has no input signature to score with")
+        raise ValidationError(f"{found.model} version {found.number} has no input signature to score with")
     missing = [n for n in names if n not in frame.columns]
     if missing:
         raise ValidationError(
-            f"the dataset lacks input column(s) {', '.join(missing)} of {model} v{found.number}"
+            f"the dataset lacks input column(s) {', '.join(missing)} of {found.model} v{found.number}"
         )
     return names
 
@@ -69,10 +77,10 @@ def score(registry: Registry, model: str, version: VersionRef, frame: pd.DataFra
     PyTorch versions score too; otherwise its skops file is loaded.
     """
     found = registry.get_version(model, version)
-    inputs = frame[feature_columns(registry, model, version, frame)]
+    inputs = frame[_columns(found, frame)]
     if any(a.name == ONNX_FILE for a in found.artifacts):
         return _onnx_labels(registry.load_artifact(model, found.number, ONNX_FILE), inputs, found.signature)
-    estimator = load_sklearn_model(registry, model, version)
+    estimator = _load_skops(registry, found, None)
     # An estimator fitted on an array expects an array; one fitted on a frame, the same column names.
     return estimator.predict(inputs if hasattr(estimator, "feature_names_in_") else inputs.to_numpy())
 
