@@ -1,4 +1,4 @@
-"""Bias detection benchmark: ``tasks.bias.detect_bias`` against fairlearn on the same input.
+"""Bias detection benchmark: ``tasks.governance.bias.detect_bias`` against fairlearn on the same input.
 
 Generates ``--rows`` rows with two protected attributes held as strings in a
 DataFrame (``sex``: 2 groups, ``race``: 5 groups, so 10 intersectional
@@ -79,7 +79,7 @@ def main() -> None:
     import fairlearn
     from fairlearn import metrics as fm
 
-    from tasks.bias import detect_bias
+    from tasks.governance.bias import detect_bias
 
     y_true, y_pred, frame = generate(args.rows)
     groupings = [("sex",), ("race",), ("sex", "race")]

@@ -60,8 +60,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tasks.drift import detect_drift
-from tasks.profiles import build_profile
+from tasks.monitoring.drift import detect_drift
+from tasks.monitoring.profiles import build_profile
 
 
 def _category_probs(k: int) -> np.ndarray:

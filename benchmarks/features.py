@@ -100,7 +100,7 @@ def run_ours(work: Path, features: int, repeats: int, join_runs: int) -> dict[st
     import pandas as pd
 
     from blocks.settings import MlopsSettings
-    from storage.features import FeatureStore
+    from storage.features.store import FeatureStore
 
     home = work / "ours"
     store = FeatureStore.from_settings(MlopsSettings(home=home))
@@ -220,7 +220,7 @@ def join_ours_again(work: Path, features: int, join_runs: int) -> float:
     import pandas as pd
 
     from blocks.settings import MlopsSettings
-    from storage.features import FeatureStore
+    from storage.features.store import FeatureStore
 
     store = FeatureStore.from_settings(MlopsSettings(home=work / "ours"))
     refs = [f"driver_stats:f{i}" for i in range(features)]

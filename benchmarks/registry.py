@@ -162,12 +162,12 @@ class Backend:
 
 
 class Ours(Backend):
-    """This project's registry (storage.registry.Registry)."""
+    """This project's registry (storage.registry.core.Registry)."""
 
     name = "ours"
 
     def __init__(self, home: Path) -> None:
-        from storage.registry import Registry
+        from storage.registry.core import Registry
 
         self.home = home
         self.reg = Registry.open(f"sqlite:///{home}/mlops.db", str(home / "artifacts"), actor="bench")

@@ -142,8 +142,8 @@ def run_clients(
 def build(home: Path, train_rows: int) -> dict[str, Any]:
     """Train the 100-tree model, register its ONNX export, save it for MLflow."""
     from serving.testing import demo_files, demo_frame, demo_pipeline, demo_target
-    from storage.model_format import signature_for
-    from storage.registry import Registry
+    from storage.registry.core import Registry
+    from storage.registry.model_format import signature_for
 
     registry = Registry.open(f"sqlite:///{home}/mlops.db", str(home / "artifacts"), actor="bench")
     frame = demo_frame(train_rows)
@@ -156,7 +156,7 @@ def build(home: Path, train_rows: int) -> dict[str, Any]:
         signature=signature_for(frame.head(), "classification", [0, 1]),
     )
     registry.set_alias("fraud", "champion", 1)
-    from storage.endpoints import EndpointStore, VariantSpec
+    from storage.endpoints.store import EndpointStore, VariantSpec
 
     EndpointStore(registry.db).create(
         "fraud-ab", [VariantSpec("a", "fraud", "1", 50), VariantSpec("b", "fraud", "1", 50)], policy="ab"

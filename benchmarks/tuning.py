@@ -1,6 +1,6 @@
 """Tuning benchmark: Optuna trials fanned out as Prefect tasks to Dask worker processes vs plain Optuna.
 
-The objective is the pipeline's own trial (``tasks.tuning.trial_score``): a
+The objective is the pipeline's own trial (``tasks.training.tuning.trial_score``): a
 5-fold cross-validated ``GradientBoostingClassifier`` (``n_estimators`` 30,
 ``max_depth`` 2-4, ``learning_rate`` 0.05-0.3 log) on a synthetic
 ``make_classification`` table (``--rows`` × 12 columns), with pruning off so
@@ -10,7 +10,7 @@ into a fresh study in an SQLite RDB storage (the platform's default):
 * **plain Optuna**: ``study.optimize(objective, n_trials)`` in this process,
   no Prefect, no Dask;
 * **platform, 1 worker** and **platform, 2 workers**: a flow submits
-  ``tasks.tuning.run_trial_chunk`` tasks (about four per worker, each with its own
+  ``tasks.training.tuning.run_trial_chunk`` tasks (about four per worker, each with its own
   sampler seed) through ``prefect_dask.DaskTaskRunner`` to a
   ``LocalCluster(processes=True, threads_per_worker=1)``. One Prefect server is
   shared by the flow and the worker processes (``PREFECT_API_URL``), as in a
@@ -53,8 +53,8 @@ def dataset(rows: int) -> tuple[pd.DataFrame, np.ndarray]:
 def setup(rows: int, estimators: int = 30) -> tuple[Any, dict[str, Any], pd.DataFrame, np.ndarray]:
     """The training spec and search space shared by every run."""
     from blocks.pipeline import FeatureEngineering, ParamSpec
-    from tasks.engineering import feature_spec
-    from tasks.training import TrainingSpec
+    from tasks.training.engineering import feature_spec
+    from tasks.training.fit import TrainingSpec
 
     X, y = dataset(rows)
     spec = TrainingSpec(
@@ -77,7 +77,7 @@ def plain_optuna(trials: int, rows: int, storage: str, name: str, estimators: in
     """Seconds for ``trials`` trials with ``study.optimize`` in this process."""
     import optuna
 
-    from tasks.tuning import open_storage, trial_score
+    from tasks.training.tuning import open_storage, trial_score
 
     spec, space, X, y = setup(rows, estimators)
     study = optuna.create_study(
@@ -109,7 +109,14 @@ def platform_run(
     from prefect import flow
     from prefect_dask import DaskTaskRunner
 
-    from tasks.tuning import WORKER_ATTR, chunk_seed, create_study, open_storage, plan_chunks, run_trial_chunk
+    from tasks.training.tuning import (
+        WORKER_ATTR,
+        chunk_seed,
+        create_study,
+        open_storage,
+        plan_chunks,
+        run_trial_chunk,
+    )
 
     spec, space, X, y = setup(rows, estimators)
     create_study(name, storage, "accuracy")

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from storage.errors import AlreadyExistsError
-from storage.features import FeatureStore
+from storage.features.store import FeatureStore
 
 # Ten days of history ending today, so the latest values are fresh (within the 7-day TTL).
 START = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=9)

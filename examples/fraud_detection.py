@@ -30,12 +30,12 @@ from flows.monitoring import check_drift
 from flows.promotion import promote_model
 from flows.rollout import canary_rollout
 from flows.training import train_model
-from storage.approvals import ApprovalStore
-from storage.attestations import AttestationStore
-from storage.erasure import erase_entity
-from storage.lineage import LineageStore
-from storage.registry import Registry
-from tasks.compliance import check_compliance, known_rules, load_frameworks, record_compliance
+from storage.governance.attestations import AttestationStore
+from storage.governance.erasure import erase_entity
+from storage.governance.lineage import LineageStore
+from storage.registry.approvals import ApprovalStore
+from storage.registry.core import Registry
+from tasks.governance.compliance import check_compliance, known_rules, load_frameworks, record_compliance
 
 MODEL = "fraud"
 INPUTS = ["amount", "hour", "merchant_category", "tx_count_7d", "amount_mean_7d", "country"]

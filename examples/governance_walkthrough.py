@@ -22,12 +22,12 @@ from sklearn.datasets import load_breast_cancer
 
 from blocks.settings import get_settings
 from flows.governance import bias_check, governance_report_flow
-from storage.erasure import erase_entity
 from storage.errors import AlreadyExistsError
-from storage.lineage import LineageStore
-from storage.registry import Registry
-from tasks.compliance import check_compliance, record_compliance
-from tasks.explain import explain_prediction, global_importance, make_explainer
+from storage.governance.erasure import erase_entity
+from storage.governance.lineage import LineageStore
+from storage.registry.core import Registry
+from tasks.governance.compliance import check_compliance, record_compliance
+from tasks.monitoring.explain import explain_prediction, global_importance, make_explainer
 from tasks.scoring import load_sklearn_model
 
 MODEL = "breast-cancer"

@@ -26,9 +26,9 @@ from blocks.settings import get_settings
 from examples import governance_walkthrough, monitoring_walkthrough, promotion_walkthrough
 from examples.serving_helpers import HEADERS, model_server, records
 from flows.training import train_model
-from storage.attestations import AttestationStore
-from storage.registry import Registry
-from tasks.compliance import known_rules, load_frameworks
+from storage.governance.attestations import AttestationStore
+from storage.registry.core import Registry
+from tasks.governance.compliance import known_rules, load_frameworks
 
 MODEL = "breast-cancer"
 #: The validation bar a diagnosis candidate must clear.

@@ -21,7 +21,7 @@ def lifecycle(data: str, holdout: str, out: str) -> dict[str, Any]:
     from flows.rollout import canary_rollout
     from flows.training import train_model
     from mlops import Registry
-    from storage.model_format import input_columns
+    from storage.registry.model_format import input_columns
 
     run = train_model(config={"name": "clicks", "data_source": data, "target_column": "clicked"})
     version = Registry.from_settings().transition_stage("clicks", run["version"], "staging", reason="trained")

@@ -17,11 +17,11 @@ from typing import Any
 from sklearn.datasets import load_breast_cancer
 
 from flows.monitoring import check_drift
-from storage.alerts import AlertStore, health_score
-from storage.prediction_log import PredictionLog
-from storage.registry import Registry
-from tasks.monitoring import store_reference_profile
-from tasks.profiles import build_profile
+from storage.monitoring.alerts import AlertStore, health_score
+from storage.monitoring.prediction_log import PredictionLog
+from storage.registry.core import Registry
+from tasks.monitoring.profiles import build_profile
+from tasks.monitoring.steps import store_reference_profile
 
 MODEL = "breast-cancer"
 

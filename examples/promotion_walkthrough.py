@@ -17,9 +17,9 @@ from typing import Any
 from blocks.policy import ApprovalPolicy, MetricGate, StagePolicy
 from examples.serving_helpers import reviewers
 from flows.promotion import promote_model
-from storage.approvals import ApprovalStore
 from storage.audit import AuditLog
-from storage.registry import Registry
+from storage.registry.approvals import ApprovalStore
+from storage.registry.core import Registry
 
 MODEL = "breast-cancer"
 POLICY = ApprovalPolicy(

@@ -22,7 +22,7 @@ from blocks.settings import get_settings
 from examples.serving_helpers import ADMIN_KEY, model_server, records, replay
 from examples.use_case_data import impressions
 from flows.training import train_model
-from storage.registry import Registry
+from storage.registry.core import Registry
 
 MODEL = "recs"
 INPUTS = ["price", "category", "position", "past_clicks", "user_affinity"]

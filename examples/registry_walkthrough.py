@@ -25,8 +25,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from storage.audit import AuditLog
-from storage.registry import Registry
-from tasks.registry import (
+from storage.registry.core import Registry
+from tasks.registry.steps import (
     compare_model_versions,
     register_model_version,
     transition_version_stage,

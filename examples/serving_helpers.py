@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from storage.approvals import PENDING, ApprovalStore
-from tasks.promotion import decide
+from storage.registry.approvals import PENDING, ApprovalStore
+from tasks.registry.promotion import decide
 
 ADMIN_KEY = "demo-admin-key"
 #: Inference needs this key (the GDPR Art. 32 and SOC 2 rules check that the server requires keys).

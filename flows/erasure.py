@@ -1,6 +1,6 @@
 """The ``erase-entity`` flow: the right to erasure as a Prefect run.
 
-Thin wiring of :mod:`tasks.erasure`: erase the entity from the offline and
+Thin wiring of :mod:`tasks.governance.erasure`: erase the entity from the offline and
 online feature stores and the prediction log (verified, recorded, audited),
 then publish the counts. The run fails when anything remains.
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.erasure import erase_entity_everywhere, publish_erasure
+from tasks.governance.erasure import erase_entity_everywhere, publish_erasure
 
 
 @flow(name="erase-entity")

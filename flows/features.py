@@ -1,6 +1,6 @@
 """Feature store flows: ingest a batch, materialize to the online store, statistics.
 
-Thin wiring of :mod:`tasks.features`. ``feature_statistics`` is meant to run
+Thin wiring of :mod:`tasks.features.steps`. ``feature_statistics`` is meant to run
 on a schedule (a deployment in ``prefect.yaml``, e.g. hourly); by default it
 covers the last ``window_hours`` for every group.
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.features import (
+from tasks.features.steps import (
     compute_feature_statistics,
     ingest_feature_batch,
     list_feature_groups,

@@ -19,9 +19,9 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
-from tasks.evidence import bias_summary, record_bias_report
-from tasks.governance import assess_bias, audit_model_compliance, list_models, version_resource
-from tasks.governance_report import export_governance_report
+from tasks.governance.evidence import bias_summary, record_bias_report
+from tasks.governance.report import export_governance_report
+from tasks.governance.steps import assess_bias, audit_model_compliance, list_models, version_resource
 
 
 @flow(name="bias-check")

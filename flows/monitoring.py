@@ -13,9 +13,14 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from tasks.monitoring import profile_files, run_drift_check, run_performance_check, store_reference_profile
-from tasks.monitoring_report import publish_monitoring_report
-from tasks.registry import open_registry
+from tasks.monitoring.report import publish_monitoring_report
+from tasks.monitoring.steps import (
+    profile_files,
+    run_drift_check,
+    run_performance_check,
+    store_reference_profile,
+)
+from tasks.registry.steps import open_registry
 
 
 @flow(name="check-drift")

@@ -1,7 +1,7 @@
 """``promote-model``: evidence gates, N-of-M reviewer approvals, then the stage move.
 
 Reviewers approve or reject in the Prefect UI: the paused run shows the
-:class:`~tasks.promotion.ReviewInput` form. ``mlops approve`` and ``mlops
+:class:`~tasks.registry.promotion.ReviewInput` form. ``mlops approve`` and ``mlops
 reject`` do the same from a terminal. The run ends when enough reviewers
 approved (the stage, the previous holder and the alias move in one
 transaction and ``mlops.model.promoted`` is emitted), when anyone rejects, or
@@ -23,11 +23,11 @@ from prefect.context import FlowRunContext
 from prefect.flow_runs import pause_flow_run
 
 from blocks.policy import ApprovalPolicy
-from storage.approvals import APPROVED, GATES_FAILED, PENDING, ApprovalRequest
 from storage.errors import MlopsError
+from storage.registry.approvals import APPROVED, GATES_FAILED, PENDING, ApprovalRequest
 from storage.schema import utcnow
-from tasks.gates import evaluate_gates
-from tasks.promotion import (
+from tasks.registry.gates import evaluate_gates
+from tasks.registry.promotion import (
     ReviewInput,
     apply_promotion,
     check_stage_transition,

@@ -1,7 +1,7 @@
 """Rollout flows: a stepped canary from start to finish, and a blue-green switch.
 
 Both talk to the model server only through its admin API (see
-:mod:`tasks.rollout`), so they run from anywhere that reaches the server.
+:mod:`tasks.rollout.steps`), so they run from anywhere that reaches the server.
 
 Example:
     >>> from flows.rollout import blue_green_switch, canary_rollout
@@ -15,7 +15,7 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.rollout import (
+from tasks.rollout.steps import (
     analyze_canary,
     create_endpoint_if_missing,
     publish_rollout_report,

@@ -22,15 +22,15 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from blocks.pipeline import PipelineConfig
-from storage.model_format import signature_for
+from storage.registry.model_format import signature_for
 from tasks.cluster import task_runner_for
-from tasks.data import config_token, load_data, source_fingerprint, stage_cache_options
-from tasks.data_checks import artifact_key, validate_data
-from tasks.engineering import engineer_features, needs_scaling
-from tasks.estimators import framework_of
-from tasks.export import export_version_files, write_version_files
-from tasks.registry import register_model_version
-from tasks.training import (
+from tasks.registry.steps import register_model_version
+from tasks.training.data import config_token, load_data, source_fingerprint, stage_cache_options
+from tasks.training.data_checks import artifact_key, validate_data
+from tasks.training.engineering import engineer_features, needs_scaling
+from tasks.training.estimators import framework_of
+from tasks.training.export import export_version_files, write_version_files
+from tasks.training.fit import (
     TrainingSpec,
     cv_fold,
     cv_splitter,
@@ -41,7 +41,7 @@ from tasks.training import (
     summarize_folds,
     train_best,
 )
-from tasks.tuning import (
+from tasks.training.tuning import (
     chunk_seed,
     create_study_task,
     plan_chunks,

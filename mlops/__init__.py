@@ -16,7 +16,6 @@ from importlib.metadata import PackageNotFoundError, version
 from blocks.settings import MlopsSettings, get_settings
 from storage.artifacts import ArtifactStore
 from storage.audit import AuditEntry, AuditLog, AuditReport
-from storage.compare import Comparison
 from storage.db import Database
 from storage.errors import (
     AlreadyExistsError,
@@ -26,11 +25,21 @@ from storage.errors import (
     TransitionError,
     ValidationError,
 )
-from storage.records import STAGES, AliasMove, Artifact, Model, ModelVersion, Page, StageMove, VerifyReport
-from storage.registry import Registry
-from storage.semver import SemVer
+from storage.registry.compare import Comparison
+from storage.registry.core import Registry
+from storage.registry.records import (
+    STAGES,
+    AliasMove,
+    Artifact,
+    Model,
+    ModelVersion,
+    Page,
+    StageMove,
+    VerifyReport,
+)
+from storage.registry.semver import SemVer
 
-_LAZY = {"RegistryBlock": "blocks.registry", "FeatureStore": "storage.features"}
+_LAZY = {"RegistryBlock": "blocks.registry", "FeatureStore": "storage.features.store"}
 
 
 def __getattr__(name: str) -> object:

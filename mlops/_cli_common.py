@@ -17,7 +17,7 @@ from mlops import _render as render
 from storage.audit import AuditLog
 from storage.db import Database
 from storage.errors import MlopsError, ValidationError
-from storage.registry import Registry
+from storage.registry.core import Registry
 
 PACKAGE = "dwcp-mlops"
 

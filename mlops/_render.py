@@ -19,8 +19,8 @@ from rich.text import Text
 from rich.tree import Tree
 
 from storage.audit import AuditEntry
-from storage.compare import Comparison
-from storage.records import AliasMove, Model, ModelVersion, StageMove, VerifyReport
+from storage.registry.compare import Comparison
+from storage.registry.records import AliasMove, Model, ModelVersion, StageMove, VerifyReport
 
 
 def console(*, err: bool = False) -> Console:

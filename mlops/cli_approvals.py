@@ -16,7 +16,7 @@ from rich.table import Table
 
 from mlops import _render as render
 from mlops._cli_common import ActorOpt, JsonOpt, NameArg, ReasonOpt, open_registry, say
-from storage.approvals import ApprovalRequest, ApprovalStore, Decision
+from storage.registry.approvals import ApprovalRequest, ApprovalStore, Decision
 
 approvals_app = typer.Typer(no_args_is_help=True, help="Approval requests for stage moves.")
 reviewers_app = typer.Typer(no_args_is_help=True, help="Reviewers and their roles.")
@@ -46,7 +46,7 @@ def _requests_table(requests: list[ApprovalRequest]) -> Table:
 
 
 def _decide(request_id: int, reviewer: str, decision: Decision, comment: str, as_json: bool) -> None:
-    from tasks.promotion import decide
+    from tasks.registry.promotion import decide
 
     with open_registry() as registry:
         request, run_state = decide(ApprovalStore(registry), request_id, reviewer, decision, comment)
@@ -91,8 +91,8 @@ def request_promotion(
     as_json: JsonOpt = False,
 ) -> None:
     """Open a request without a flow: gates are checked now, reviewers decide with `mlops approve`."""
-    from tasks.gates import evaluate_gate
-    from tasks.promotion import resolve_policy
+    from tasks.registry.gates import evaluate_gate
+    from tasks.registry.promotion import resolve_policy
 
     with open_registry() as registry:
         policy = resolve_policy(None, policy_block).for_stage(stage)
@@ -128,7 +128,7 @@ def list_requests(
 @approvals_app.command("show")
 def show_request(request_id: RequestArg, as_json: JsonOpt = False) -> None:
     """Show one request: gates, reviewers, outcome."""
-    from tasks.promotion import promotion_markdown
+    from tasks.registry.promotion import promotion_markdown
 
     with open_registry() as registry:
         request = ApprovalStore(registry).get(request_id)
@@ -173,7 +173,7 @@ def rollback(
     as_json: JsonOpt = False,
 ) -> None:
     """Return a stage and its alias to the version that held them before."""
-    from tasks.promotion import emit_rolled_back_event
+    from tasks.registry.promotion import emit_rolled_back_event
 
     with open_registry() as registry:
         who = actor or registry.actor

@@ -1,7 +1,7 @@
 """``mlops compliance check | frameworks``, ``mlops attest`` and ``mlops risk``.
 
 ``compliance check`` scores a model version against the compliance frameworks
-(:mod:`tasks.compliance`) and lists every failing rule with its remedy;
+(:mod:`tasks.governance.compliance`) and lists every failing rule with its remedy;
 ``--record`` stores the results for the ``compliance`` promotion gate.
 ``attest`` records a named person's attestation of a rule, with an expiry.
 ``risk`` shows the model's EU AI Act risk level and the obligations it brings.
@@ -22,10 +22,10 @@ from rich.table import Table
 
 from mlops import _render as render
 from mlops._cli_common import JsonOpt, NameArg, open_registry, say
-from storage.attestations import AttestationStore
+from storage.governance.attestations import AttestationStore
 
 if TYPE_CHECKING:  # the rule engine imports Prefect: loaded only by the commands that use it
-    from tasks.compliance import ComplianceReport
+    from tasks.governance.compliance import ComplianceReport
 
 compliance_app = typer.Typer(no_args_is_help=True, help="Compliance frameworks checked against evidence.")
 
@@ -68,7 +68,7 @@ def check(
     as_json: JsonOpt = False,
 ) -> None:
     """Score a version against compliance frameworks; list failing rules and their remedies."""
-    from tasks.compliance import check_compliance, record_compliance
+    from tasks.governance.compliance import check_compliance, record_compliance
 
     with open_registry() as registry:
         report = check_compliance(registry, name, ref, framework or None, rules_dir=rules_dir)
@@ -85,7 +85,7 @@ def check(
 @compliance_app.command("frameworks")
 def frameworks(rules_dir: RulesDirOpt = None, as_json: JsonOpt = False) -> None:
     """List the frameworks and their rules."""
-    from tasks.compliance import load_frameworks
+    from tasks.governance.compliance import load_frameworks
 
     known = load_frameworks(rules_dir)
     if as_json:
@@ -115,7 +115,7 @@ def attest(
     as_json: JsonOpt = False,
 ) -> None:
     """Attest that a compliance rule is met, until an expiry."""
-    from tasks.compliance import known_rules, load_frameworks, resolve_framework
+    from tasks.governance.compliance import known_rules, load_frameworks, resolve_framework
 
     known = load_frameworks(rules_dir)
     fw = resolve_framework(framework, known)
@@ -134,7 +134,7 @@ def attest(
 
 def risk(name: NameArg, as_json: JsonOpt = False) -> None:
     """Show the model's EU AI Act risk level, why, and its obligations."""
-    from tasks.risk import model_risk
+    from tasks.governance.risk import model_risk
 
     with open_registry() as registry:
         found = model_risk(registry, name)

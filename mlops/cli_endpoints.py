@@ -31,7 +31,7 @@ from storage.db import Database
 from storage.errors import ValidationError
 
 if TYPE_CHECKING:  # the module loads on the first endpoints command, keeping `mlops` quick to start
-    from storage.endpoints import Endpoint, EndpointStore, VariantSpec
+    from storage.endpoints.store import Endpoint, EndpointStore, VariantSpec
 
 endpoints_app = typer.Typer(
     no_args_is_help=True, help="Serving endpoints: variants, A/B weights, shadows, blue-green."
@@ -45,7 +45,7 @@ ReasonOpt = Annotated[str, typer.Option("--reason", help="Why, recorded in the e
 @contextmanager
 def open_endpoints() -> Iterator[EndpointStore]:
     """The endpoint store of the metadata database ``MLOPS_*`` points at."""
-    from storage.endpoints import EndpointStore
+    from storage.endpoints.store import EndpointStore
 
     settings = get_settings()
     db = Database(settings.resolved_database_url())
@@ -62,7 +62,7 @@ def parse_variant(text: str, *, default_weight: float = 100.0) -> VariantSpec:
         >>> parse_variant("a=fraud:@champion:30")
         VariantSpec(name='a', model='fraud', version='@champion', weight=30.0, role='live')
     """
-    from storage.endpoints import VariantSpec
+    from storage.endpoints.store import VariantSpec
 
     name, sep, rest = text.partition("=")
     parts = rest.split(":")
@@ -366,7 +366,7 @@ def canary_start(
     as_json: JsonOpt = False,
 ) -> None:
     """Start a canary at its first step (then `mlops canary analyze` each step, or `mlops canary run`)."""
-    from storage.endpoints import CanaryPlan
+    from storage.endpoints.store import CanaryPlan
 
     plan = CanaryPlan(parse_steps(steps), max_error_rate_diff, max_p99_ratio, min_requests)
     with open_endpoints() as store:

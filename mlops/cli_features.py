@@ -28,10 +28,10 @@ from rich.text import Text
 from mlops import _render as render
 from mlops._cli_common import JsonOpt, say
 from storage.errors import ValidationError
-from storage.feature_records import check_identifier
+from storage.features.records import check_identifier
 
 if TYPE_CHECKING:
-    from storage.features import FeatureStore
+    from storage.features.store import FeatureStore
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -46,7 +46,7 @@ EndOpt = Annotated[str | None, typer.Option("--end", help="Window end, ISO 8601 
 @contextmanager
 def open_store() -> Iterator[FeatureStore]:
     """The feature store ``MLOPS_*`` points at, closed afterwards."""
-    from storage.features import FeatureStore  # DuckDB and pandas load only for these commands
+    from storage.features.store import FeatureStore  # DuckDB and pandas load only for these commands
 
     store = FeatureStore.from_settings()
     try:
@@ -161,7 +161,7 @@ def ingest(
 ) -> None:
     """Validate a batch against the group's definitions and write it; a bad batch writes nothing."""
     with open_store() as store:
-        from storage.features import read_table
+        from storage.features.store import read_table
 
         result = store.ingest(group, read_table(path))
     if as_json:
@@ -230,7 +230,7 @@ def stats(
     if as_json:
         render.emit_json(result)
         return
-    from storage.feature_stats import statistics_table
+    from storage.features.stats import statistics_table
 
     rows = statistics_table(result)
     table = Table(title=f"statistics of {group}")

@@ -26,7 +26,7 @@ from rich.tree import Tree
 
 from mlops import _render as render
 from mlops._cli_common import ActorOpt, JsonOpt, NameArg, open_registry, parse_pairs, say
-from storage.lineage import DataAsset, LineageStore
+from storage.governance.lineage import DataAsset, LineageStore
 
 lineage_app = typer.Typer(no_args_is_help=True, help="Data lineage: datasets, who used them, model lineage.")
 
@@ -191,7 +191,7 @@ def erase(
 ) -> None:
     """Erase an entity from the feature stores and the prediction log, then verify nothing remains."""
     from blocks.settings import get_settings
-    from storage.erasure import erase_entity
+    from storage.governance.erasure import erase_entity
 
     keys = parse_pairs(entity, "entity key")
     result = erase_entity(keys, requested_by=actor or get_settings().resolved_user(), reason=reason)

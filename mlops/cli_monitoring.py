@@ -10,8 +10,8 @@ from rich.table import Table
 
 from mlops import _render as render
 from mlops._cli_common import JsonOpt, NameArg, open_registry, say
-from storage.alerts import Alert, AlertStore, health_score
 from storage.errors import ValidationError
+from storage.monitoring.alerts import Alert, AlertStore, health_score
 
 monitor_app = typer.Typer(
     no_args_is_help=True, help="Monitoring: drift of live traffic against the reference."
@@ -39,7 +39,7 @@ def drift(
     as_json: JsonOpt = False,
 ) -> None:
     """Compare the last window of logged features with the version's reference profile."""
-    from tasks.monitoring import run_drift_check
+    from tasks.monitoring.steps import run_drift_check
 
     result = run_drift_check.fn(name, version, parse_window(window))
     if as_json:
@@ -65,7 +65,7 @@ def report(
     as_json: JsonOpt = False,
 ) -> None:
     """Drift, performance, open alerts, health score and feature importance of a version."""
-    from tasks.monitoring_report import evidently_html, monitoring_report, report_markdown
+    from tasks.monitoring.report import evidently_html, monitoring_report, report_markdown
 
     with open_registry() as registry:
         found = monitoring_report(registry, name, version)

@@ -26,10 +26,10 @@ from mlops._cli_common import (
     parse_tag_filters,
     say,
 )
-from storage.compare import Direction
 from storage.errors import ValidationError
-from storage.records import FRAMEWORKS
-from storage.semver import Bump
+from storage.registry.compare import Direction
+from storage.registry.records import FRAMEWORKS
+from storage.registry.semver import Bump
 
 registry_app = typer.Typer(
     no_args_is_help=True, help="Models and versions: register, search, compare, promote, verify."

@@ -41,7 +41,7 @@ class TrialProgress:
             self._thread.join(timeout=10)
 
     def _poll(self) -> int:
-        from tasks.tuning import count_finished
+        from tasks.training.tuning import count_finished
 
         try:
             return count_finished(self.study, self.storage)
@@ -76,8 +76,8 @@ def train(
     """Train, evaluate, export and register a model version from CONFIG (the train-model flow)."""
     from blocks.pipeline import ConfigError, PipelineConfig
     from flows.training import train_model
-    from tasks.data import config_token, source_fingerprint
-    from tasks.tuning import study_name
+    from tasks.training.data import config_token, source_fingerprint
+    from tasks.training.tuning import study_name
 
     try:
         cfg = PipelineConfig.from_yaml(config)

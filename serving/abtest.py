@@ -30,7 +30,7 @@ from typing import Any
 
 from scipy import special, stats
 
-from storage.endpoints import Endpoint, EndpointStore
+from storage.endpoints.store import Endpoint, EndpointStore
 from storage.errors import ValidationError
 
 __all__ = [
@@ -224,7 +224,7 @@ def ab_report(
     weighted = [v for v in live if v.weight > 0]
     observed = [traffic[v.name].requests if v.name in traffic else 0 for v in weighted]
     chi2, srm_p = srm_chi_square(observed, [v.weight for v in weighted])
-    from storage.endpoints import VariantStats
+    from storage.endpoints.store import VariantStats
 
     report = ABReport(
         endpoint=name,
@@ -303,8 +303,8 @@ def ground_truth_outcomes(
     """
     import pandas as pd
 
-    from storage.ground_truth import GroundTruthLog
-    from storage.prediction_log import PredictionLog
+    from storage.monitoring.ground_truth import GroundTruthLog
+    from storage.monitoring.prediction_log import PredictionLog
 
     endpoint = store.get(name)
     log = PredictionLog.from_settings()

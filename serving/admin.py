@@ -2,7 +2,7 @@
 
 The app mounts this router under ``/admin`` behind the admin key
 (:func:`serving.auth.require_admin`). Every change goes through
-:class:`storage.endpoints.EndpointStore` (one transaction with its audit entry
+:class:`storage.endpoints.store.EndpointStore` (one transaction with its audit entry
 and endpoint event) and refreshes this server's router at once; other replicas
 see it within their refresh interval. The actor recorded is the
 ``X-Actor`` header, or ``admin``.
@@ -56,7 +56,7 @@ from serving.canary import run_analysis
 from serving.protocol import RequestError
 from serving.traffic import TrafficRouter
 from storage.db import Database
-from storage.endpoints import CanaryPlan, Endpoint, EndpointStore, VariantSpec, since_seconds
+from storage.endpoints.store import CanaryPlan, Endpoint, EndpointStore, VariantSpec, since_seconds
 from storage.errors import AlreadyExistsError, MlopsError, NotFoundError
 
 if TYPE_CHECKING:
@@ -401,7 +401,7 @@ def admin_router(router: TrafficRouter, db: Database, settings: ServeSettings) -
         name: str, since_s: float | None = Query(default=None, gt=0)
     ) -> list[dict[str, Any]]:
         from serving.shadow import shadow_report
-        from storage.prediction_log import PredictionLog
+        from storage.monitoring.prediction_log import PredictionLog
 
         endpoint = _call(lambda: store.get(name))
         models = sorted({v.model for v in endpoint.variants})

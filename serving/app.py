@@ -69,10 +69,10 @@ from serving.predlog import LogBatch, PredictionLogWriter
 from serving.protocol import Batch, RequestError
 from serving.runtimes import Prediction
 from storage.errors import MlopsError, NotFoundError, ValidationError
-from storage.ground_truth import GroundTruthLog
-from storage.model_format import ONNX_LABEL, ONNX_PROBABILITIES, ONNX_REGRESSION
-from storage.prediction_log import PredictionLog
-from storage.registry import Registry
+from storage.monitoring.ground_truth import GroundTruthLog
+from storage.monitoring.prediction_log import PredictionLog
+from storage.registry.core import Registry
+from storage.registry.model_format import ONNX_LABEL, ONNX_PROBABILITIES, ONNX_REGRESSION
 
 try:  # the traffic router plugs in when present
     from serving.traffic import Route, Target, TrafficRouter
@@ -343,7 +343,7 @@ class ServerState:
     # ------------------------------------------------------------ lifecycle
     def record_serving_config(self, loaded: LoadedModel) -> None:
         """Store the ``serving_config`` report of a version this server serves."""
-        from storage.reports import ReportStore
+        from storage.governance.reports import ReportStore
 
         required = self.settings.keys_required
         ReportStore(self.registry).save(

@@ -16,7 +16,7 @@ canary weight to 0), and every decision is an endpoint event and an audit
 entry.
 
 Example:
-    >>> from storage.endpoints import CanaryPlan, LatencyHistogram, VariantStats
+    >>> from storage.endpoints.store import CanaryPlan, LatencyHistogram, VariantStats
     >>> fast = LatencyHistogram({100: 1000})
     >>> stable = VariantStats("stable", requests=1000, errors=5, histogram=fast)
     >>> canary = VariantStats("canary", requests=100, errors=30, histogram=LatencyHistogram({100: 100}))
@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from storage.endpoints import CANARY, STABLE, CanaryPlan, EndpointStore, VariantStats
+from storage.endpoints.store import CANARY, STABLE, CanaryPlan, EndpointStore, VariantStats
 from storage.errors import ValidationError
 
 __all__ = ["CanaryAnalysis", "Decision", "analyse", "check_breaches", "run_analysis"]

@@ -12,7 +12,7 @@ preprocessing's ``get_feature_names_out``):
   ``base_value`` the intercept).
 
 Other models (a PyTorch network, an SVM) get a 400 naming the model type; the
-offline explanations of :mod:`tasks.explain` cover them.
+offline explanations of :mod:`tasks.monitoring.explain` cover them.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ newest version.
 Example:
     >>> import tempfile, skops.io as sio
     >>> from sklearn.linear_model import LogisticRegression
-    >>> from storage.registry import Registry
+    >>> from storage.registry.core import Registry
     >>> home = tempfile.mkdtemp()
     >>> reg = Registry.open(f"sqlite:///{home}/m.db", f"{home}/a")
     >>> clf = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
@@ -45,7 +45,7 @@ from typing import Any
 from serving.protocol import InputSpec
 from serving.runtimes import RUNTIMES, Runtime, load_runtime
 from storage.errors import IntegrityError, MlopsError, NotFoundError, ValidationError
-from storage.registry import Registry
+from storage.registry.core import Registry
 
 #: What a model is served at when a request names no version, in order.
 DEFAULT_REFS = ("@champion", "production", "latest")

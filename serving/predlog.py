@@ -3,7 +3,7 @@
 A request hands its whole batch (the decoded columns and the runtime's output)
 to :meth:`PredictionLogWriter.submit`, which only puts it on a queue. A
 background thread expands batches into rows (features and prediction as JSON)
-and appends them to :class:`storage.prediction_log.PredictionLog` every
+and appends them to :class:`storage.monitoring.prediction_log.PredictionLog` every
 ``flush_rows`` rows or ``flush_s`` seconds. ``submit`` never blocks and never
 raises: when more than ``max_rows`` rows wait, new batches are dropped and
 counted; a failed write is counted and logged; :meth:`close` flushes what is
@@ -19,7 +19,7 @@ regressor's as the number, a failed request as ``null`` with status ``error``.
 Example:
     >>> import tempfile
     >>> import numpy as np
-    >>> from storage.prediction_log import PredictionLog
+    >>> from storage.monitoring.prediction_log import PredictionLog
     >>> from serving.runtimes import Prediction
     >>> log = PredictionLog(tempfile.mkdtemp())
     >>> writer = PredictionLogWriter(log, flush_s=0.05).start()
@@ -54,7 +54,7 @@ import pandas as pd
 import pyarrow as pa
 
 from serving.runtimes import Prediction
-from storage.prediction_log import SCHEMA, STATUSES, PredictionLog, write_atomically
+from storage.monitoring.prediction_log import SCHEMA, STATUSES, PredictionLog, write_atomically
 from storage.validation import check_name
 
 logger = logging.getLogger(__name__)

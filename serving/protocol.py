@@ -1,7 +1,7 @@
 """The Open Inference Protocol (KServe V2) request and response, and records requests.
 
 A request's tensors are decoded against the version's signature (see
-:mod:`storage.model_format`) in one of two layouts:
+:mod:`storage.registry.model_format`) in one of two layouts:
 
 - one tensor per input column, named as the column, shape ``[N]`` or ``[N, 1]``;
 - a single tensor of shape ``[N, k]`` (any name that is not a column) whose
@@ -162,7 +162,7 @@ class InputSpec:
 
     @classmethod
     def from_signature(cls, signature: Mapping[str, Any] | None) -> InputSpec:
-        """The spec of a signature (see :mod:`storage.model_format`)."""
+        """The spec of a signature (see :mod:`storage.registry.model_format`)."""
         fields = list((signature or {}).get("inputs", []))
         if not fields:
             raise RequestError("the model version has no input signature: it cannot be served", 503)

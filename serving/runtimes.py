@@ -1,6 +1,6 @@
 """Model runtimes: turn decoded input columns into labels and probabilities, or values.
 
-Which runtime serves a version depends on its files (:mod:`storage.model_format`),
+Which runtime serves a version depends on its files (:mod:`storage.registry.model_format`),
 first match wins:
 
 ===========  ==============================================  ============================
@@ -43,7 +43,7 @@ import numpy as np
 
 from serving.protocol import Batch, InputSpec, RequestError
 from storage.errors import ValidationError
-from storage.model_format import (
+from storage.registry.model_format import (
     ONNX_FILE,
     ONNX_LABEL,
     ONNX_PROBABILITIES,
@@ -303,7 +303,7 @@ def _xgboost(
 def _pytorch(
     signature: Mapping[str, Any], read: ReadFile, spec: InputSpec, task: str, trusted: Collection[str]
 ) -> Runtime:
-    from storage.torch_mlp import load_tabular_mlp, predict_output
+    from storage.registry.torch_mlp import load_tabular_mlp, predict_output
 
     preprocess = load_skops(read(PREPROCESS_FILE), PREPROCESS_FILE, trusted)
     try:

@@ -3,7 +3,7 @@
 Example:
     >>> import tempfile, httpx
     >>> from serving.config import ServeSettings
-    >>> from storage.registry import Registry
+    >>> from storage.registry.core import Registry
     >>> home = tempfile.mkdtemp()
     >>> reg = Registry.open(f"sqlite:///{home}/m.db", f"{home}/a")
     >>> app = create_app(ServeSettings(log_predictions=False), registry=reg)

@@ -1,4 +1,6 @@
-"""Small demo models registered in the layout of :mod:`storage.model_format`, for tests, docs and benchmarks.
+"""Small demo models registered in the layout of :mod:`storage.registry.model_format`.
+
+For tests, docs and benchmarks.
 
 Each function trains on a small synthetic card-fraud table (``amount`` float,
 ``age`` int, ``country`` string; label 0/1) and registers one version whose
@@ -9,7 +11,7 @@ files select one runtime: ``onnx`` (the whole pipeline as ONNX), ``sklearn``
 
 Example:
     >>> import tempfile
-    >>> from storage.registry import Registry
+    >>> from storage.registry.core import Registry
     >>> home = tempfile.mkdtemp()
     >>> reg = Registry.open(f"sqlite:///{home}/m.db", f"{home}/a")
     >>> register_demo(reg, "fraud", "sklearn").number
@@ -29,7 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from storage.model_format import (
+from storage.registry.core import Registry
+from storage.registry.model_format import (
     ONNX_FILE,
     PICKLE_FILE,
     PREPROCESS_FILE,
@@ -39,8 +42,7 @@ from storage.model_format import (
     XGBOOST_FILE,
     signature_for,
 )
-from storage.records import ModelVersion
-from storage.registry import Registry
+from storage.registry.records import ModelVersion
 
 KINDS = ("onnx", "sklearn", "xgboost", "pytorch", "pickle", "regression")
 COUNTRIES = ("NL", "DE", "FR", "US")
@@ -156,7 +158,7 @@ def _demo_files(kind: str, rows: int, n_estimators: int, seed: int) -> dict[str,
     if kind == "pytorch":
         import torch
 
-        from storage.torch_mlp import TabularMLP, state_bytes
+        from storage.registry.torch_mlp import TabularMLP, state_bytes
 
         torch.manual_seed(seed)
         config = {"n_features": matrix.shape[1], "n_outputs": 2, "hidden_dims": [16], "dropout": 0.0,

@@ -15,7 +15,7 @@ database, where the canary analysis and A/B reports read it.
 
 Example:
     >>> from storage.db import Database
-    >>> from storage.endpoints import EndpointStore, VariantSpec
+    >>> from storage.endpoints.store import EndpointStore, VariantSpec
     >>> from serving.traffic import TrafficRouter
     >>> db = Database("sqlite:///:memory:")
     >>> _ = EndpointStore(db).create("fraud", [VariantSpec("a", "fraud", "1", 50),
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from storage.db import Database
-from storage.endpoints import Endpoint, EndpointStore, LatencyHistogram, StatsRow
+from storage.endpoints.store import Endpoint, EndpointStore, LatencyHistogram, StatsRow
 
 __all__ = ["Route", "Target", "TrafficRouter", "assignment_point"]
 

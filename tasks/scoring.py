@@ -8,7 +8,7 @@ allow.
 Example:
     >>> import tempfile, skops.io as sio
     >>> from sklearn.linear_model import LogisticRegression
-    >>> from storage.registry import Registry
+    >>> from storage.registry.core import Registry
     >>> home = tempfile.mkdtemp()
     >>> reg = Registry.open(f"sqlite:///{home}/m.db", f"{home}/a")
     >>> clf = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
@@ -26,15 +26,21 @@ from typing import Any
 import pandas as pd
 
 from storage.errors import ValidationError
-from storage.model_format import ONNX_FILE, ONNX_LABEL, ONNX_REGRESSION, input_types, load_trusted_skops
-from storage.model_format import TRUSTED_PREFIXES as BASE_TRUSTED_PREFIXES
-from storage.records import ModelVersion
-from storage.registry import Registry
-from storage.registry_reads import VersionRef
+from storage.registry.core import Registry
+from storage.registry.model_format import (
+    ONNX_FILE,
+    ONNX_LABEL,
+    ONNX_REGRESSION,
+    input_types,
+    load_trusted_skops,
+)
+from storage.registry.model_format import TRUSTED_PREFIXES as BASE_TRUSTED_PREFIXES
+from storage.registry.reads import VersionRef
+from storage.registry.records import ModelVersion
 
 TRUSTED_PREFIXES: tuple[str, ...] = BASE_TRUSTED_PREFIXES
 #: The training pipeline's own transformer (``InteractionFeatures``), inside versions' model.skops files.
-TRUSTED_PREFIXES += ("tasks.engineering.",)
+TRUSTED_PREFIXES += ("tasks.training.engineering.",)
 
 
 def load_sklearn_model(registry: Registry, model: str, version: VersionRef, name: str | None = None) -> Any:
@@ -72,7 +78,7 @@ def _columns(found: ModelVersion, frame: pd.DataFrame) -> list[str]:
 def score(registry: Registry, model: str, version: VersionRef, frame: pd.DataFrame) -> Any:
     """Class predictions of a version for ``frame`` (columns from the version's signature).
 
-    A version with an ONNX file (see :mod:`storage.model_format`; kept only when
+    A version with an ONNX file (see :mod:`storage.registry.model_format`; kept only when
     it matched the native model) is scored by ONNX Runtime, so XGBoost and
     PyTorch versions score too; otherwise its skops file is loaded.
     """
@@ -89,7 +95,7 @@ def _onnx_labels(onnx_bytes: bytes, inputs: pd.DataFrame, signature: Any) -> Any
     import numpy as np
     import onnxruntime as ort
 
-    from tasks.export import onnx_feed
+    from tasks.training.export import onnx_feed
 
     types = input_types(signature)
     cast = inputs.copy()

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from storage.artifacts import ArtifactStore
 from storage.db import Database
-from storage.registry import Registry
+from storage.registry.core import Registry
 
 POSTGRES_URL = os.environ.get("MLOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

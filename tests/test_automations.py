@@ -2,7 +2,7 @@
 
 ``prefect server start`` runs the triggers and actions services; the test
 session's Prefect harness is not used here. Events are sent to the server's
-``/api/events/in`` exactly as ``tasks/monitoring.py`` and ``tasks/promotion.py``
+``/api/events/in`` exactly as ``tasks/monitoring/steps.py`` and ``tasks/registry/promotion.py``
 emit them, and the flow run the trigger creates is read back (it need not run:
 no worker polls this server).
 """
@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tasks.monitoring import DRIFT_EVENT, PERFORMANCE_EVENT
-from tasks.promotion import PROMOTED_EVENT
+from tasks.monitoring.steps import DRIFT_EVENT, PERFORMANCE_EVENT
+from tasks.registry.promotion import PROMOTED_EVENT
 from tests.test_prefect_yaml import DeployedServer, deployed_prefect_server, module_missing
 
 pytestmark = pytest.mark.slow

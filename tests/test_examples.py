@@ -6,8 +6,8 @@ import pytest
 
 from examples import demo, registry_walkthrough
 from storage.audit import AuditLog
-from storage.endpoints import EndpointStore
-from storage.registry import Registry
+from storage.endpoints.store import EndpointStore
+from storage.registry.core import Registry
 
 
 @pytest.mark.slow

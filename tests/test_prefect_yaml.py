@@ -20,8 +20,8 @@ from prefect.cli.deploy._models import DeploymentConfig, PrefectYamlModel, RawSc
 from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 from pydantic import TypeAdapter
 
-from tasks.monitoring import DRIFT_EVENT, PERFORMANCE_EVENT
-from tasks.promotion import PROMOTED_EVENT
+from tasks.monitoring.steps import DRIFT_EVENT, PERFORMANCE_EVENT
+from tasks.registry.promotion import PROMOTED_EVENT
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT_YAML = ROOT / "prefect.yaml"
@@ -227,7 +227,7 @@ def test_trigger_parameters_render_from_the_event() -> None:
 
 
 def test_promotion_event_carries_the_labels_the_rollout_trigger_reads() -> None:
-    from tasks.promotion import _version_resource
+    from tasks.registry.promotion import _version_resource
 
     labels = _version_resource("fraud", 7, "production")
     assert labels["prefect.resource.id"] == "mlops.model-version.fraud.7"

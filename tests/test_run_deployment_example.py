@@ -90,6 +90,6 @@ def test_training_as_a_subflow(tmp_path: Path, dask_cluster: Any) -> None:
     state = train_then_check(config, return_state=True)
     result = state.result()
     assert result["version"] == 1
-    from tasks.registry import open_registry
+    from tasks.registry.steps import open_registry
 
     assert open_registry().get_version("subflow-example", 1).flow_run_id is not None

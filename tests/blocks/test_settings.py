@@ -11,7 +11,7 @@ import pytest
 
 from blocks.registry import RegistryBlock
 from blocks.settings import MlopsSettings, get_settings
-from storage.registry import Registry
+from storage.registry.core import Registry
 
 
 def test_defaults_live_under_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

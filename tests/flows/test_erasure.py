@@ -11,9 +11,9 @@ import pytest
 from flows.erasure import erase_entity_flow
 from storage.audit import AuditLog
 from storage.errors import IntegrityError
-from storage.features import FeatureStore
-from storage.prediction_log import PredictionLog
-from tasks import erasure as erasure_tasks
+from storage.features.store import FeatureStore
+from storage.monitoring.prediction_log import PredictionLog
+from tasks.governance import erasure as erasure_tasks
 
 T0 = datetime(2026, 9, 1, tzinfo=UTC)
 
@@ -59,9 +59,9 @@ def test_flow_erases_verifies_publishes_and_reruns_clean(prefect_harness: None, 
 def test_leftover_rows_fail_the_task_after_recording(
     store: FeatureStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import storage.erasure
+    import storage.governance.erasure
 
-    monkeypatch.setattr(storage.erasure, "verify_erased", lambda *a, **k: {"prediction_log": 3})
+    monkeypatch.setattr(storage.governance.erasure, "verify_erased", lambda *a, **k: {"prediction_log": 3})
     with pytest.raises(IntegrityError, match=r"left rows behind: \{'prediction_log': 3\}"):
         erasure_tasks.run_erasure({"card_id": 1}, "dpo")
     [entry] = AuditLog(store.db).entries(action="entity.erase")

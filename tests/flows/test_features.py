@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from flows.features import feature_statistics, ingest_features, materialize_features
-from storage.feature_stats import load_stats
-from storage.features import FeatureStore
+from storage.features.stats import load_stats
+from storage.features.store import FeatureStore
 
 T0 = datetime(2026, 9, 1, tzinfo=UTC)
 

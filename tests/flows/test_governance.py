@@ -14,9 +14,9 @@ from prefect.client.orchestration import get_client
 
 from blocks.policy import EvidenceGate
 from flows.governance import bias_check, compliance_audit, governance_report_flow
-from storage.registry import Registry
-from storage.reports import ReportStore
-from tasks.gates import evaluate_gate
+from storage.governance.reports import ReportStore
+from storage.registry.core import Registry
+from tasks.registry.gates import evaluate_gate
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

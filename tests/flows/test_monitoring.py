@@ -14,13 +14,13 @@ import pytest
 from prefect.client.orchestration import get_client
 
 from flows.monitoring import check_drift, check_performance
-from storage.alerts import AlertStore, health_score
 from storage.errors import NotFoundError
-from storage.prediction_log import PredictionLog
-from storage.registry import Registry
-from storage.reports import ReportStore
-from tasks.monitoring import load_reference_profile, store_reference_profile
-from tasks.profiles import build_profile
+from storage.governance.reports import ReportStore
+from storage.monitoring.alerts import AlertStore, health_score
+from storage.monitoring.prediction_log import PredictionLog
+from storage.registry.core import Registry
+from tasks.monitoring.profiles import build_profile
+from tasks.monitoring.steps import load_reference_profile, store_reference_profile
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 NOW = datetime.now(UTC).replace(microsecond=0)

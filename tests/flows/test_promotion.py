@@ -13,10 +13,10 @@ from prefect.flow_runs import resume_flow_run
 
 from blocks.policy import ApprovalPolicy, ChampionGate, EvidenceGate, MetricGate, StagePolicy
 from flows.promotion import GateFailedError, promote_model
-from storage.approvals import ApprovalStore
 from storage.audit import AuditLog
-from storage.registry import Registry
-from tasks.promotion import decide
+from storage.registry.approvals import ApprovalStore
+from storage.registry.core import Registry
+from tasks.registry.promotion import decide
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

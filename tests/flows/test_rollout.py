@@ -9,7 +9,7 @@ import pytest
 
 from flows.rollout import blue_green_switch, canary_rollout
 from serving.testing import register_demo
-from tasks.rollout import rollout_markdown
+from tasks.rollout.steps import rollout_markdown
 from tests.serving.canary_models import ADMIN, ADMIN_KEY, Traffic, served_registry
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

@@ -15,11 +15,17 @@ import pytest
 from blocks.pipeline import ConfigError
 from flows.training import train_model
 from storage.errors import ValidationError
-from storage.model_format import ONNX_FILE, PREPROCESS_FILE, SKOPS_FILE, TORCH_CONFIG_FILE, XGBOOST_FILE
-from tasks.export import onnx_predictions
-from tasks.registry import open_registry
+from storage.registry.model_format import (
+    ONNX_FILE,
+    PREPROCESS_FILE,
+    SKOPS_FILE,
+    TORCH_CONFIG_FILE,
+    XGBOOST_FILE,
+)
+from tasks.registry.steps import open_registry
 from tasks.scoring import load_sklearn_model
-from tasks.tuning import WORKER_ATTR, open_storage
+from tasks.training.export import onnx_predictions
+from tasks.training.tuning import WORKER_ATTR, open_storage
 
 
 def make_frame(n: int = 240, seed: int = 0, regression: bool = False) -> pd.DataFrame:
@@ -106,7 +112,7 @@ def test_sklearn_end_to_end_trials_on_both_dask_workers(base: dict[str, Any], da
 
     for key in ("validation-churn", "trials-churn", "metrics-churn"):
         assert Artifact.get(key) is not None, key
-    from storage.reports import ReportStore
+    from storage.governance.reports import ReportStore
 
     assert ReportStore(registry).latest("reference_profile", "churn", 1) is not None
 
@@ -291,7 +297,7 @@ def test_empty_file_and_single_class_target_stop_the_flow(base: dict[str, Any], 
 
 
 def test_feature_store_training_set_records_feature_usage(base: dict[str, Any], tmp_path: Path) -> None:
-    from storage.features import FeatureStore
+    from storage.features.store import FeatureStore
 
     t0 = datetime(2026, 9, 1, tzinfo=UTC)
     frame = make_frame(n=120)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from storage.audit import AuditLog
-from storage.registry import Registry
+from storage.registry.core import Registry
 from tests.mlops.test_cli import failed, ok, ok_json
 
 

@@ -10,8 +10,8 @@ from typer.testing import CliRunner, Result
 
 from mlops._cli_common import ErrorReportingGroup
 from mlops.cli_compliance import attest, compliance_app, risk
-from storage.registry import Registry
-from storage.reports import ReportStore
+from storage.governance.reports import ReportStore
+from storage.registry.core import Registry
 
 app = typer.Typer(cls=ErrorReportingGroup, no_args_is_help=True)
 app.add_typer(compliance_app, name="compliance")

@@ -7,7 +7,7 @@ import pytest
 from mlops.cli_endpoints import parse_variant, parse_weights
 from storage.audit import AuditLog
 from storage.db import Database
-from storage.endpoints import EndpointStore, StatsRow
+from storage.endpoints.store import EndpointStore, StatsRow
 from storage.errors import ValidationError
 from tests.mlops.test_cli import failed, ok, ok_json
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner, Result
 
 from mlops._cli_common import ErrorReportingGroup
 from mlops.cli_features import app as features_app
-from storage.features import FeatureStore
+from storage.features.store import FeatureStore
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
 

@@ -13,9 +13,9 @@ from typer.testing import CliRunner, Result
 from mlops._cli_common import ErrorReportingGroup
 from mlops.cli_governance import erase, lineage_app
 from storage.audit import AuditLog
-from storage.features import FeatureStore
-from storage.prediction_log import PredictionLog
-from storage.registry import Registry
+from storage.features.store import FeatureStore
+from storage.monitoring.prediction_log import PredictionLog
+from storage.registry.core import Registry
 
 app = typer.Typer(cls=ErrorReportingGroup, no_args_is_help=True)
 app.add_typer(lineage_app, name="lineage")

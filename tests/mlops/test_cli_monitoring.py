@@ -12,10 +12,10 @@ import pytest
 
 from mlops.cli_monitoring import parse_window
 from storage.errors import ValidationError
-from storage.prediction_log import PredictionLog
-from storage.registry import Registry
-from tasks.monitoring import store_reference_profile
-from tasks.profiles import build_profile
+from storage.monitoring.prediction_log import PredictionLog
+from storage.registry.core import Registry
+from tasks.monitoring.profiles import build_profile
+from tasks.monitoring.steps import store_reference_profile
 from tests.mlops.test_cli import failed, ok, ok_json
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from serving.server import free_port
 from serving.testing import register_demo
-from storage.registry import Registry
+from storage.registry.core import Registry
 
 
 @pytest.mark.slow

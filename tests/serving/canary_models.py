@@ -17,8 +17,8 @@ from serving.app import create_app
 from serving.config import ServeSettings
 from serving.server import running_server
 from serving.testing import demo_frame, register_demo
-from storage.model_format import PICKLE_FILE, signature_for
-from storage.registry import Registry
+from storage.registry.core import Registry
+from storage.registry.model_format import PICKLE_FILE, signature_for
 
 ADMIN_KEY = "admin-secret"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}

@@ -21,7 +21,7 @@ from serving.abtest import (
 )
 from storage.audit import AuditLog
 from storage.db import Database
-from storage.endpoints import EndpointStore, LatencyHistogram, StatsRow, VariantSpec
+from storage.endpoints.store import EndpointStore, LatencyHistogram, StatsRow, VariantSpec
 from storage.errors import ValidationError
 
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from serving.app import create_app
 from serving.config import ServeSettings
 from storage.audit import AuditLog
-from storage.registry import Registry
+from storage.registry.core import Registry
 
 ADMIN = {"Authorization": "Bearer adm"}
 

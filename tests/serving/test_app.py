@@ -18,11 +18,11 @@ from serving.config import ServeSettings
 from serving.server import ServerThread
 from serving.testing import demo_frame, demo_pipeline, demo_target, register_demo
 from serving.traffic import Route, Target
-from storage.ground_truth import read_labels
-from storage.model_format import signature_for
-from storage.prediction_log import PredictionLog
-from storage.registry import Registry
-from storage.reports import ReportStore
+from storage.governance.reports import ReportStore
+from storage.monitoring.ground_truth import read_labels
+from storage.monitoring.prediction_log import PredictionLog
+from storage.registry.core import Registry
+from storage.registry.model_format import signature_for
 
 KEY, ADMIN = "k-123", "adm-456"
 ROWS = demo_frame(20, seed=5)
@@ -437,7 +437,7 @@ def test_mlops_serve_command_end_to_end(tmp_path: Path) -> None:
 
 def test_real_traffic_router_ab_and_shadow(tmp_path: Path) -> None:
     """With the platform's own router: sticky A/B variants and a 100 % shadow, all logged."""
-    from storage.endpoints import EndpointStore, VariantSpec
+    from storage.endpoints.store import EndpointStore, VariantSpec
 
     home = tmp_path / "home"
     registry = Registry.open(f"sqlite:///{home}/mlops.db", str(home / "artifacts"))

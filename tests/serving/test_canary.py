@@ -9,7 +9,14 @@ import pytest
 from serving.canary import analyse, check_breaches, run_analysis
 from storage.audit import AuditLog
 from storage.db import Database
-from storage.endpoints import CanaryPlan, EndpointStore, LatencyHistogram, StatsRow, VariantSpec, VariantStats
+from storage.endpoints.store import (
+    CanaryPlan,
+    EndpointStore,
+    LatencyHistogram,
+    StatsRow,
+    VariantSpec,
+    VariantStats,
+)
 from storage.errors import ValidationError
 
 PLAN = CanaryPlan(max_error_rate_diff=0.02, max_p99_ratio=1.5, min_requests=100, step=0, status="running")

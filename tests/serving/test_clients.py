@@ -12,7 +12,7 @@ from serving.app import create_app
 from serving.config import ServeSettings
 from serving.server import ServerThread
 from serving.testing import demo_frame, register_demo
-from storage.registry import Registry
+from storage.registry.core import Registry
 
 RUNTIMES = ("onnx", "sklearn", "xgboost", "pytorch")
 ROWS = demo_frame(25, seed=11)

@@ -21,7 +21,7 @@ from serving.config import ServeSettings
 from serving.protocol import DATATYPES
 from serving.server import ServerThread
 from serving.testing import register_demo
-from storage.registry import Registry
+from storage.registry.core import Registry
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ import pytest
 from serving.models import ModelCache, ModelLoadError
 from serving.testing import demo_files, demo_frame, register_demo
 from storage.errors import NotFoundError, ValidationError
-from storage.model_format import signature_for
-from storage.registry import Registry
+from storage.registry.core import Registry
+from storage.registry.model_format import signature_for
 
 
 class Clock:

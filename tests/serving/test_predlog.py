@@ -10,7 +10,7 @@ import numpy as np
 
 from serving.predlog import LogBatch, PredictionLogWriter, batch_records, prediction_json
 from serving.runtimes import Prediction
-from storage.prediction_log import PredictionLog
+from storage.monitoring.prediction_log import PredictionLog
 
 
 def item(rid: str, rows: int = 1, **kw: object) -> LogBatch:

@@ -14,7 +14,7 @@ from serving.protocol import decode_records
 from serving.runtimes import load_runtime, load_skops, runtime_kind
 from serving.testing import demo_files, demo_frame, demo_pipeline, demo_target
 from storage.errors import ValidationError
-from storage.model_format import signature_for
+from storage.registry.model_format import signature_for
 
 FRAME = demo_frame(400)
 TARGET = demo_target(FRAME)
@@ -69,7 +69,7 @@ def test_xgboost_matches_the_booster() -> None:
 
 
 def test_pytorch_matches_the_network() -> None:
-    from storage.torch_mlp import load_tabular_mlp, predict_output
+    from storage.registry.torch_mlp import load_tabular_mlp, predict_output
 
     files = demo_files("pytorch")
     runtime = runtime_of(files)

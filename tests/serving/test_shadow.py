@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from serving.shadow import outputs_disagree, shadow_report
-from storage.prediction_log import PredictionLog
+from storage.monitoring.prediction_log import PredictionLog
 
 
 def test_disagreement_rate_from_a_real_prediction_log(tmp_path: object) -> None:

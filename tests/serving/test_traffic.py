@@ -12,7 +12,7 @@ from scipy import stats
 
 from serving.traffic import Target, TrafficRouter, assignment_point
 from storage.db import Database
-from storage.endpoints import EndpointStore, VariantSpec
+from storage.endpoints.store import EndpointStore, VariantSpec
 
 KEYS = [f"user-{i}" for i in range(20_000)]
 

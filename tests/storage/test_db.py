@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from storage.artifacts import ArtifactStore
 from storage.audit import AuditLog
 from storage.db import Database, current_revision, head_revision
-from storage.registry import Registry
+from storage.registry.core import Registry
 from storage.schema import metadata
 
 
@@ -77,8 +77,8 @@ def test_eight_processes_create_400_versions_at_once(
 _CRASHING_CHILD = textwrap.dedent(
     """
     import os, signal, sys
-    import storage.registry as registry_module
-    from storage.registry import Registry
+    import storage.registry.core as registry_module
+    from storage.registry.core import Registry
 
     def die(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)

@@ -12,10 +12,10 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from xgboost import XGBClassifier
 
 from storage.errors import ValidationError
-from storage.model_format import ONNX_FILE, PREPROCESS_FILE, SKOPS_FILE, signature_for
-from storage.registry import Registry
-from tasks.export import to_onnx
+from storage.registry.core import Registry
+from storage.registry.model_format import ONNX_FILE, PREPROCESS_FILE, SKOPS_FILE, signature_for
 from tasks.scoring import score
+from tasks.training.export import to_onnx
 
 
 def _data(rows: int = 300) -> tuple[pd.DataFrame, np.ndarray]:

@@ -1,0 +1,210 @@
+"""Stage 1 of training: read the dataset and fingerprint it.
+
+A dataset comes from a CSV, Parquet or JSON file, or from the feature store as
+a point-in-time training set. Its SHA-256 content hash goes into the model
+version's lineage and into the cache keys of the pipeline's stages, so a
+changed file is never served from an old cache.
+
+Example:
+    >>> import tempfile, os, pandas as pd
+    >>> path = os.path.join(tempfile.mkdtemp(), "d.csv")
+    >>> pd.DataFrame({"x": [1, 2], "y": [0, 1]}).to_csv(path, index=False)
+    >>> loaded = read_dataset(path)
+    >>> loaded.frame.shape, len(loaded.dataset_hash)
+    ((2, 2), 64)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import CacheKeyFnPolicy
+from prefect.context import TaskRunContext
+
+from blocks.pipeline import PipelineConfig
+from blocks.settings import get_settings
+from storage.errors import ValidationError
+from tasks.retry import maybe_fail, retry_unless_bad_input
+
+READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json", ".jsonl": "json"}
+
+#: Fields of the config that do not change what stages 1-5 compute.
+RUNTIME_FIELDS = ("dask_address", "n_workers", "output_dir", "cache", "description", "tags", "device")
+
+
+@dataclass
+class LoadedData:
+    """A dataset and where it came from."""
+
+    frame: pd.DataFrame
+    dataset_uri: str
+    dataset_hash: str
+    feature_refs: list[str] = field(default_factory=list)
+
+
+def file_hash(path: str | Path) -> str:
+    """SHA-256 of a file's bytes.
+
+    Example:
+        >>> import tempfile, os
+        >>> p = os.path.join(tempfile.mkdtemp(), "f")
+        >>> _ = open(p, "wb").write(b"abc")
+        >>> file_hash(p)[:12]
+        'ba7816bf8f01'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def frame_hash(frame: pd.DataFrame) -> str:
+    """SHA-256 over a frame's column names, dtypes and row hashes (order-sensitive).
+
+    Example:
+        >>> frame_hash(pd.DataFrame({"a": [1]})) == frame_hash(pd.DataFrame({"a": [1]}))
+        True
+    """
+    digest = hashlib.sha256(json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _reader(path: Path) -> str:
+    kind = READERS.get(path.suffix.lower())
+    if kind is None:
+        raise ValidationError(
+            f"data source {path}: unsupported file type {path.suffix!r}; use CSV, Parquet or JSON"
+        )
+    return kind
+
+
+def read_dataset(path: str | Path) -> LoadedData:
+    """Read a CSV, Parquet or JSON (records or JSON lines) file; errors name the file."""
+    file = Path(path)
+    kind = _reader(file)
+    if not file.is_file():
+        raise ValidationError(f"data source {file} does not exist")
+    if file.stat().st_size == 0:
+        raise ValidationError(f"data source {file} is empty")
+    try:
+        if kind == "csv":
+            frame = pd.read_csv(file)
+        elif kind == "parquet":
+            frame = pd.read_parquet(file)
+        else:
+            frame = pd.read_json(file, lines=file.suffix.lower() == ".jsonl" or _is_json_lines(file))
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise ValidationError(f"data source {file} cannot be read as {kind}: {exc}") from exc
+    if frame.empty:
+        raise ValidationError(f"data source {file} has no rows")
+    return LoadedData(frame, str(file), file_hash(file))
+
+
+def _is_json_lines(file: Path) -> bool:
+    with open(file, "rb") as fh:
+        head = fh.read(1)
+    return head == b"{"
+
+
+def load_dataset(config: PipelineConfig) -> LoadedData:
+    """The config's dataset: a file, or the feature store's point-in-time training set."""
+    if config.feature_store is None:
+        return read_dataset(str(config.data_source))
+    from tasks.features.steps import load_training_set
+
+    source = config.feature_store
+    out = load_training_set(source.entity_source, source.features, timestamp_column=source.timestamp_column)
+    frame: pd.DataFrame = out["frame"]
+    if source.drop_keys:
+        frame = frame.drop(columns=[source.timestamp_column], errors="ignore")
+    if frame.empty:
+        raise ValidationError(f"feature-store training set from {source.entity_source} has no rows")
+    return LoadedData(frame, config.source_uri(), frame_hash(frame), list(out["feature_refs"]))
+
+
+def source_fingerprint(config: PipelineConfig) -> str:
+    """A cheap identity of the data source: the file's hash, or the feature-store request.
+
+    Feature-store sources hash the entity file and the requested features; the
+    feature values themselves are hashed after loading (``LoadedData.dataset_hash``).
+    """
+    if config.feature_store is None:
+        path = Path(str(config.data_source))
+        return file_hash(path) if path.is_file() else f"missing:{path}"
+    src = config.feature_store
+    entity = Path(src.entity_source)
+    base = file_hash(entity) if entity.is_file() else f"missing:{entity}"
+    return hashlib.sha256(f"{base}|{','.join(src.features)}|{src.timestamp_column}".encode()).hexdigest()
+
+
+def config_token(config: PipelineConfig, fingerprint: str) -> str:
+    """The cache token of stages 1-5: the config (minus runtime-only fields) and the data's identity.
+
+    Example:
+        >>> a = PipelineConfig(name="m", data_source="d.csv", target_column="y")
+        >>> config_token(a, "f") == config_token(a.model_copy(update={"n_workers": 8}), "f")
+        True
+    """
+    data = config.model_dump(mode="json", exclude=set(RUNTIME_FIELDS))
+    return hashlib.sha256(f"{json.dumps(data, sort_keys=True)}|{fingerprint}".encode()).hexdigest()
+
+
+def cache_dir() -> Path:
+    """Where stage results are cached: ``MLOPS_HOME/cache``."""
+    return get_settings().resolved_home() / "cache"
+
+
+def _token_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    token = parameters.get("cache_token")
+    if not token:
+        return None
+    return f"{context.task.name}-{token}"
+
+
+#: Cache policy of the pipeline's stages: the task's name and the ``cache_token`` parameter.
+TOKEN_CACHE = CacheKeyFnPolicy(cache_key_fn=_token_key)
+CACHE_EXPIRATION = timedelta(days=7)
+
+
+def stage_cache_options(enabled: bool = True) -> dict[str, Any]:
+    """``Task.with_options`` keyword arguments that cache a stage under ``MLOPS_HOME/cache``.
+
+    Prefect needs result storage saved server-side, so a ``LocalFileSystem``
+    block named after the folder (``mlops-cache-<hash>``) is saved on first use;
+    call this inside a flow run (or with a Prefect API).
+
+    Example:
+        >>> sorted(stage_cache_options(enabled=False))
+        ['cache_policy', 'persist_result']
+    """
+    from prefect.cache_policies import NO_CACHE
+    from prefect.filesystems import LocalFileSystem
+
+    if not enabled:
+        return {"cache_policy": NO_CACHE, "persist_result": False}
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    block = f"mlops-cache-{hashlib.sha256(str(folder).encode()).hexdigest()[:12]}"
+    LocalFileSystem(basepath=str(folder)).save(block, overwrite=True)
+    return {
+        "cache_policy": TOKEN_CACHE,
+        "result_storage": f"local-file-system/{block}",
+        "persist_result": True,
+        "cache_expiration": CACHE_EXPIRATION,
+    }
+
+
+@task(name="load-data", retries=2, retry_delay_seconds=1, retry_condition_fn=retry_unless_bad_input)
+def load_data(config: PipelineConfig, cache_token: str | None = None) -> LoadedData:
+    """Stage 1: the dataset (cached by config and source content)."""
+    maybe_fail("load")
+    return load_dataset(config)
