@@ -30,7 +30,7 @@ _EXPORTS = {
     "Prediction": "serving.runtimes",
     "load_runtime": "serving.runtimes",
     "Batch": "serving.protocol",
-    "RequestError": "serving.protocol",
+    "RequestError": "serving.codec",
     "decode_infer_request": "serving.protocol",
     "decode_records": "serving.protocol",
     "PredictionLogWriter": "serving.predlog",
