@@ -11,7 +11,8 @@ Point-in-time retrieval joins each entity row to the newest value that existed
 availability-time column a value is usable from ``max(event time, available
 time)``; among usable values the newest event time wins, then the newest
 availability time, then the latest ingestion. DuckDB's ``ASOF JOIN`` does the
-join after a window pass that keeps only the rows that change the answer.
+join after a window pass that keeps only the rows that change the answer
+(the SQL lives in :mod:`storage.features.pit`).
 
 Example:
     >>> import tempfile, pandas as pd
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import json
 import os
 import time
 import uuid
@@ -50,23 +50,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from storage.errors import ValidationError
+from storage.features import pit
+from storage.features.pit import GroupSpec, decode
 from storage.features.records import Feature, FeatureGroup, check_identifier, quote
-from storage.features.validation import (
-    DUCK_TYPES,
-    ROW,
-    SEQ,
-    IngestResult,
-    _reject,
-    _rows,
-    take_column,
-    to_utc_naive,
-    validate_batch,
-)
+from storage.features.validation import DUCK_TYPES, ROW, SEQ, IngestResult, validate_batch
 
 __all__ = ["GroupSpec", "IngestResult", "OfflineStore", "connect", "validate_batch"]
-
-GroupSpec = tuple[FeatureGroup, Sequence[Feature]]
 
 
 COMMITS = "_committed"
@@ -197,7 +186,7 @@ class OfflineStore:
         timestamp_column: str = "event_timestamp",
         full_names: bool = False,
     ) -> pd.DataFrame:
-        """Point-in-time join: ``entity_df`` plus one column per feature.
+        """Point-in-time join: ``entity_df`` plus one column per feature (see :mod:`storage.features.pit`).
 
         Args:
             entity_df: Join keys and ``timestamp_column`` per row; other columns pass through.
@@ -205,42 +194,13 @@ class OfflineStore:
             timestamp_column: The entity rows' point in time (naive means UTC).
             full_names: Name columns ``group__feature`` instead of ``feature``.
         """
-        ts = to_utc_naive(
-            self._need(entity_df, timestamp_column, "entity_df"), f"entity_df {timestamp_column!r}"
-        )
-        if ts.isna().any():
-            _reject("entity_df", timestamp_column, "holds null timestamps", _rows(ts.isna()), [None])
-        out = entity_df.reset_index(drop=True)
-        names = _output_names(specs, full_names, list(out.columns))
-        keys = list(dict.fromkeys(k for g, _ in specs for k in g.join_keys))
-        left = pd.DataFrame({k: self._need(entity_df, k, "entity_df").reset_index(drop=True) for k in keys})
-        left["__ts"], left["__row"] = ts, np.arange(len(left), dtype=np.int64)
         con = connect()
         try:
-            con.register("entity_rows", pa.Table.from_pandas(left, preserve_index=False))
-            query = self._join_query(con, specs, ts.min(), ts.max()) if len(left) else None
-            try:
-                frame = con.execute(query[0], query[1]).fetchnumpy() if query else None
-            except duckdb.Error as exc:  # e.g. entity keys of another type than the stored ones
-                raise ValidationError(f"point-in-time join failed: {exc}") from exc
+            return pit.historical(
+                con, self, entity_df, specs, timestamp_column=timestamp_column, full_names=full_names
+            )
         finally:
             con.close()
-        n = len(out)
-        inverse = np.empty(n, dtype=np.int64)
-        if frame is not None:
-            inverse[np.asarray(frame["__row"])] = np.arange(
-                n, dtype=np.int64
-            )  # result position per entity row
-        out = out.copy(deep=False)
-        i = 0
-        for _, feats in specs:
-            for f in feats:
-                if frame is None:
-                    out[names[i]] = pd.Series([None] * n, dtype=object)
-                else:
-                    out[names[i]] = _decode(f, pd.Series(take_column(frame[f"__f{i}"], inverse), copy=False))
-                i += 1
-        return out
 
     def historical_to_file(
         self,
@@ -261,136 +221,20 @@ class OfflineStore:
         """
         check_identifier(timestamp_column, "timestamp column")
         con = connect()
-        if memory_limit_mb is not None:
-            con.execute(f"SET memory_limit = '{int(memory_limit_mb)}MB'")  # an int: nothing to inject
-        out = Path(output_path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
         try:
-            cols = [
-                r[0]
-                for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(entity_path)]).fetchall()
-            ]
-            if timestamp_column not in cols:
-                raise ValidationError(f"entity file is missing column {timestamp_column!r}")
-            for k in dict.fromkeys(k for g, _ in specs for k in g.join_keys):
-                if k not in cols:
-                    raise ValidationError(f"entity file is missing column {k!r}")
-            names = _output_names(specs, full_names, cols)
-            con.execute(
-                "CREATE TEMP TABLE entity_rows AS SELECT *, "
-                f"timezone('UTC', {quote(timestamp_column)}::TIMESTAMPTZ) AS __ts, "
-                "file_row_number AS __row FROM read_parquet(?, file_row_number = true)",
-                [str(entity_path)],
+            if memory_limit_mb is not None:
+                con.execute(f"SET memory_limit = '{int(memory_limit_mb)}MB'")  # an int: nothing to inject
+            return pit.historical_to_file(
+                con,
+                self,
+                entity_path,
+                specs,
+                output_path,
+                timestamp_column=timestamp_column,
+                full_names=full_names,
             )
-            lo, hi = con.execute("SELECT min(__ts), max(__ts) FROM entity_rows").fetchone() or (None, None)
-            query = self._join_query(
-                con, specs, lo, hi, passthrough=[c for c in cols if c != "file_row_number"]
-            )
-            if query is None:
-                raise ValidationError("the entity file is empty or no group has data")
-            sql, params = query
-            renames = ", ".join(f'"__f{i}" AS {quote_any(n)}' for i, n in enumerate(names))
-            relation = con.sql(
-                f"SELECT * EXCLUDE ({', '.join(f'__f{i}' for i in range(len(names)))}, __row), {renames} "
-                f"FROM ({sql}) ORDER BY __row",
-                params=params,
-            )
-            reader: Any = relation.to_arrow_reader(100_000)
-            rows = 0
-            with pq.ParquetWriter(tmp, reader.schema, compression="zstd") as writer:
-                for batch in reader:
-                    writer.write_batch(batch)
-                    rows += batch.num_rows
-            os.replace(tmp, out)
-            return rows
         finally:
-            tmp.unlink(missing_ok=True)
             con.close()
-
-    @staticmethod
-    def _need(df: pd.DataFrame, column: str, what: str) -> pd.Series:
-        if column not in df.columns:
-            raise ValidationError(f"{what} is missing column {column!r}")
-        return df[column]
-
-    def _join_query(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        specs: Sequence[GroupSpec],
-        min_ts: Any,
-        max_ts: Any,
-        passthrough: Sequence[str] = (),
-    ) -> tuple[str, list[Any]] | None:
-        """One SELECT over ``entity_rows`` with an ASOF LEFT JOIN per group; features as ``__f<i>``."""
-        selects = ["e.__row"] + [f"e.{quote_any(c)}" for c in passthrough]
-        select_params: list[Any] = []
-        joins: list[str] = []
-        join_params: list[Any] = []
-        i = 0
-        for n, (group, feats) in enumerate(specs):
-            part = self._group_rows(con, group, feats, min_ts, max_ts)
-            for f in feats:
-                if part is None:
-                    selects.append(f"NULL::{DUCK_TYPES[f.dtype]} AS __f{i}")
-                elif group.ttl_seconds:
-                    selects.append(
-                        f"CASE WHEN g{n}.__et >= e.__ts - to_seconds(?::BIGINT) "
-                        f"THEN g{n}.{quote(f.column)} END AS __f{i}"
-                    )
-                    select_params.append(group.ttl_seconds)
-                else:
-                    selects.append(f"g{n}.{quote(f.column)} AS __f{i}")
-                i += 1
-            if part is None:
-                continue
-            on = " AND ".join(f"e.{quote(k)} = g{n}.{quote(k)}" for k in group.join_keys)
-            upper = (
-                "struct_pack(a := e.__ts, b := 'infinity'::TIMESTAMP, c := 9223372036854775807::BIGINT, "
-                "d := 9223372036854775807::BIGINT)"
-            )
-            joins.append(f"ASOF LEFT JOIN ({part[0]}) g{n} ON {on} AND {upper} >= g{n}.__ord")
-            join_params += part[1]
-        if not joins and i == 0:
-            return None
-        # Parameters in text order: the select list's, then each join's.
-        return (
-            f"SELECT {', '.join(selects)} FROM entity_rows e {' '.join(joins)}",
-            select_params + join_params,
-        )
-
-    def _group_rows(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        group: FeatureGroup,
-        feats: Sequence[Feature],
-        min_ts: Any,
-        max_ts: Any,
-    ) -> tuple[str, list[Any]] | None:
-        """The group's candidate rows, each with a unique ``__ord`` for the ASOF join."""
-        # A value is usable only when its event time is at or before the row's
-        # time and, with a TTL, not older than the TTL: prune date partitions.
-        max_date = pd.Timestamp(max_ts).strftime("%Y-%m-%d")
-        min_date = None
-        if group.ttl_seconds:
-            min_date = (pd.Timestamp(min_ts) - pd.Timedelta(seconds=group.ttl_seconds)).strftime("%Y-%m-%d")
-        src = self.source_sql(con, group, feats, min_date=min_date, max_date=max_date)
-        if src is None:
-            return None
-        sql, params = src
-        keys = ", ".join(quote(k) for k in group.join_keys)
-        # Order candidate rows by (usable from, event time, ingestion): ASOF
-        # then takes the last usable row and every tie has one winner.
-        order = "struct_pack(a := __eff, b := __et, c := __seq, d := __ingest_row)"
-        rows = f"SELECT *, {order} AS __ord FROM ({sql})"
-        if group.available_time_column:
-            # Keep only rows that beat every row usable before them: then the last
-            # usable row is the one with the newest event time (late values never leak).
-            rows = (
-                f"SELECT * FROM ({rows}) QUALIFY __et >= coalesce(max(__et) OVER (PARTITION BY {keys} "
-                "ORDER BY __ord ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), __et)"
-            )
-        return rows, params
 
     def read_range(
         self,
@@ -435,7 +279,7 @@ class OfflineStore:
         finally:
             con.close()
         for f in feats:
-            df[f.name] = _decode(f, df[f.name])
+            df[f.name] = decode(f, df[f.name])
         return df
 
     def materialization_rows(
@@ -486,22 +330,3 @@ def _bound(value: datetime | None) -> datetime | None:
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value
-
-
-def quote_any(name: str) -> str:
-    """Any column name double-quoted for SQL (embedded quotes doubled): for pass-through columns."""
-    return '"' + str(name).replace('"', '""') + '"'
-
-
-def _output_names(specs: Sequence[GroupSpec], full_names: bool, existing: Sequence[str]) -> list[str]:
-    names = [f"{g.name}__{f.name}" if full_names else f.name for g, fs in specs for f in fs]
-    clash = {n for n in names if names.count(n) > 1 or n in existing}
-    if clash:
-        raise ValidationError(f"feature columns {sorted(clash)} collide: pass full_names=True")
-    return names
-
-
-def _decode(feat: Feature, col: pd.Series) -> pd.Series:
-    if feat.dtype == "json":
-        return col.map(lambda v: json.loads(v) if isinstance(v, str) else None)
-    return col
