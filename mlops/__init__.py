@@ -39,7 +39,11 @@ from storage.registry.records import (
 )
 from storage.registry.semver import SemVer
 
-_LAZY = {"RegistryBlock": "blocks.registry", "FeatureStore": "storage.features.store"}
+_LAZY = {
+    "RegistryBlock": "blocks.registry",
+    "FeatureStore": "storage.features.store",
+    "Client": "mlops.client",
+}
 
 
 def __getattr__(name: str) -> object:
@@ -65,6 +69,7 @@ __all__ = [
     "AuditEntry",
     "AuditLog",
     "AuditReport",
+    "Client",
     "Comparison",
     "Database",
     "FeatureStore",

@@ -91,14 +91,17 @@ def request_promotion(
     as_json: JsonOpt = False,
 ) -> None:
     """Open a request without a flow: gates are checked now, reviewers decide with `mlops approve`."""
-    from tasks.registry.gates import evaluate_gate
-    from tasks.registry.promotion import resolve_policy
+    from tasks.registry.promotion import request_promotion as open_request
 
     with open_registry() as registry:
-        policy = resolve_policy(None, policy_block).for_stage(stage)
-        gates = [evaluate_gate(registry, name, ref, gate) for gate in policy.gates]
-        request = ApprovalStore(registry).open_request(
-            name, ref, stage, requested_by=actor or registry.actor, policy=policy, gates=gates, reason=reason
+        request = open_request(
+            registry,
+            name,
+            ref,
+            stage,
+            requested_by=actor or registry.actor,
+            reason=reason,
+            policy_block=policy_block,
         )
     if as_json:
         render.emit_json(request.to_dict())

@@ -21,7 +21,7 @@ import hashlib
 import os
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -142,6 +142,46 @@ class ArtifactStore:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
+    def begin_upload(self, *, max_bytes: int | None = None) -> Upload:
+        """Start a streamed upload: :meth:`Upload.write` chunks, then :meth:`Upload.commit`."""
+        return Upload(self, max_bytes=max_bytes)
+
+    def size_of(self, sha256: str) -> int:
+        """The stored size of the bytes with this digest (NotFoundError when absent)."""
+        try:
+            return int(self.fs.size(self.path_of(sha256)))
+        except FileNotFoundError:
+            raise NotFoundError(f"no artifact with sha256 {sha256} is stored") from None
+
+    def iter_bytes(self, sha256: str, *, name: str = "", chunk_size: int = CHUNK) -> Iterator[bytes]:
+        """Stream stored bytes chunk by chunk; the digest is checked after the last chunk.
+
+        Raises:
+            NotFoundError: nothing is stored under the digest (before any chunk).
+            IntegrityError: after the last chunk, when the bytes no longer hash to ``sha256``.
+        """
+        label = name or sha256
+        try:
+            handle = self.fs.open(self.path_of(sha256), "rb")
+        except FileNotFoundError:
+            raise NotFoundError(f"artifact {label!r} ({sha256[:12]}) is missing from the store") from None
+        digest = hashlib.sha256()
+        with handle:
+            for chunk in iter(lambda: handle.read(chunk_size), b""):
+                digest.update(chunk)
+                yield chunk
+        if digest.hexdigest() != sha256:
+            raise IntegrityError(f"artifact {label!r} is corrupted: expected sha256 {sha256}")
+
+    def signed_url(self, sha256: str, *, expires_seconds: int = 300) -> str | None:
+        """A presigned URL to the bytes when the store can make one (S3), else None."""
+        if self._local:
+            return None
+        try:
+            return str(self.fs.sign(self.path_of(sha256), expiration=expires_seconds))
+        except (NotImplementedError, AttributeError, TypeError):
+            return None
+
     def get_bytes(self, sha256: str, *, name: str = "") -> bytes:
         """Read and verify the bytes with this digest.
 
@@ -177,3 +217,73 @@ class ArtifactStore:
         tmp.write_bytes(data)
         os.replace(tmp, target)
         return target
+
+
+class Upload:
+    """Bytes arriving in chunks, hashed as they are written to a temporary name.
+
+    Nothing is visible under ``sha256/`` until :meth:`commit` has checked the
+    digest (and the size limit); :meth:`abort` (or a failed commit) removes the
+    temporary file.
+
+    Example:
+        >>> import hashlib, tempfile
+        >>> store = ArtifactStore(tempfile.mkdtemp())
+        >>> up = store.begin_upload(max_bytes=10)
+        >>> up.write(b"weig"); up.write(b"hts")
+        >>> up.commit(hashlib.sha256(b"weights").hexdigest()).size
+        7
+    """
+
+    def __init__(self, store: ArtifactStore, *, max_bytes: int | None = None) -> None:
+        self.store = store
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._digest = hashlib.sha256()
+        self._tmp = store._join("tmp", f"upload-{uuid.uuid4().hex}")
+        store.fs.makedirs(store._join("tmp"), exist_ok=True)
+        self._handle: BinaryIO = store.fs.open(self._tmp, "wb")
+
+    def write(self, chunk: bytes) -> None:
+        """Append a chunk; raises ValidationError past ``max_bytes`` (and aborts)."""
+        self.size += len(chunk)
+        if self.max_bytes is not None and self.size > self.max_bytes:
+            self.abort()
+            raise ValidationError(f"the upload is larger than the limit of {self.max_bytes} bytes")
+        self._digest.update(chunk)
+        self._handle.write(chunk)
+
+    def commit(self, expected_sha256: str | None = None) -> ArtifactRef:
+        """Check the digest and move the bytes into place (idempotent for stored bytes)."""
+        if expected_sha256 is not None:
+            _check_sha(expected_sha256)
+        self._handle.close()
+        actual = self._digest.hexdigest()
+        try:
+            if expected_sha256 is not None and actual != expected_sha256:
+                raise IntegrityError(
+                    f"checksum mismatch: the upload hashes to sha256 {actual}, not {expected_sha256}"
+                )
+            target = self.store.path_of(actual)
+            if not self.store.fs.exists(target):
+                if self.store._local:
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    os.replace(self._tmp, target)
+                else:
+                    self.store.fs.mv(self._tmp, target)
+        finally:
+            self._remove_tmp()
+        return ArtifactRef(actual, self.size)
+
+    def abort(self) -> None:
+        """Drop what was written."""
+        if not self._handle.closed:
+            self._handle.close()
+        self._remove_tmp()
+
+    def _remove_tmp(self) -> None:
+        try:
+            if self.store.fs.exists(self._tmp):
+                self.store.fs.rm(self._tmp)
+        except FileNotFoundError:  # pragma: no cover - removed concurrently
+            pass

@@ -29,3 +29,7 @@ class TransitionError(MlopsError, ValueError):
 
 class IntegrityError(MlopsError):
     """Stored bytes whose checksum no longer matches the recorded one."""
+
+
+class AccessError(MlopsError, PermissionError):
+    """A call the service refused for the caller: no key, an unknown key, or a role that does not allow it."""

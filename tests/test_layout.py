@@ -11,7 +11,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("flows", "tasks", "serving", "storage", "blocks", "mlops")
+PACKAGES = ("flows", "tasks", "serving", "service", "storage", "blocks", "mlops")
 MAX_LINES = 500
 MAX_ROOT_MODULES = 8
 

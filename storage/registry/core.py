@@ -51,7 +51,7 @@ from storage.registry.version_updates import VersionUpdatesMixin
 from storage.validation import check_json, check_metrics, check_name, check_tags
 
 VersionRef = int | str
-ArtifactSource = bytes | str | Path
+ArtifactSource = bytes | str | Path | ArtifactRef
 
 IDEMPOTENCY_TAG = "mlops.idempotency_key"
 _KINDS = {
@@ -300,7 +300,14 @@ class Registry(VersionUpdatesMixin, VersionFilesMixin, LifecycleMixin):
     def _store_artifacts(self, sources: Mapping[str, ArtifactSource]) -> dict[str, ArtifactRef]:
         refs: dict[str, ArtifactRef] = {}
         for name, src in sources.items():
-            if isinstance(src, bytes | bytearray):
+            if isinstance(src, ArtifactRef):  # uploaded earlier (the service's two-step registration)
+                stored = self.artifacts.size_of(src.sha256)
+                if stored != src.size:
+                    raise ValidationError(
+                        f"artifact {name!r}: {src.sha256[:12]} is stored with {stored} bytes, not {src.size}"
+                    )
+                refs[name] = src
+            elif isinstance(src, bytes | bytearray):
                 refs[name] = self.artifacts.put_bytes(bytes(src))
             else:
                 refs[name] = self.artifacts.put_file(src)

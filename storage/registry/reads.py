@@ -110,7 +110,7 @@ class RegistryReads:
         text = str(ref).strip() if not isinstance(ref, int) else ""
         if isinstance(ref, bool):
             raise ValidationError(f"version {ref!r} is not a version number, semver or alias")
-        if isinstance(ref, int) or text.isdigit():
+        if isinstance(ref, int) or (text.isascii() and text.isdigit()):
             number = int(ref)
             query = sa.select(mv.id).where(mv.model_id == model_id, mv.number == number)
             missing = f"model {model!r} has no version {number}"
@@ -244,7 +244,7 @@ class RegistryReads:
         if isinstance(ref, bool):
             raise ValidationError(f"version {ref!r} is not a version number, semver or alias")
         text = str(ref).strip()
-        if isinstance(ref, int) or text.isdigit():
+        if isinstance(ref, int) or (text.isascii() and text.isdigit()):
             return q.by_number, {"model": model, "number": int(ref)}
         if text == "latest":
             return q.latest, {"model": model}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
@@ -31,12 +34,48 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _revive(hint: Any, value: Any) -> Any:
+    """``value`` from JSON back into the type ``hint`` names (datetimes, records, tuples)."""
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _revive(options[0], value) if len(options) == 1 else value
+    if hint is datetime:
+        return datetime.fromisoformat(value) if isinstance(value, str) else value
+    if isinstance(hint, type) and issubclass(hint, Record) and isinstance(value, dict):
+        return hint.from_dict(value)
+    if origin in (list, tuple) and isinstance(value, list):
+        args = typing.get_args(hint)
+        items = [_revive(args[0], v) for v in value] if args else value
+        return tuple(items) if origin is tuple else items
+    return value
+
+
 class Record:
-    """Mixin: a dataclass that turns into a JSON-ready dictionary."""
+    """Mixin: a dataclass that turns into a JSON-ready dictionary and back.
+
+    Example:
+        >>> move = StageMove("fraud", 2, "staging", "production", "ana", "", datetime(2026, 1, 2))
+        >>> StageMove.from_dict(move.to_dict()) == move
+        True
+    """
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary (timestamps as ISO-8601 strings)."""
         return _jsonable(asdict(self))  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[R], data: dict[str, Any]) -> R:
+        """The record :meth:`to_dict` made ``data`` from (extra keys are ignored)."""
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        values = {k: _revive(hints.get(k, Any), v) for k, v in data.items() if k in names}
+        return cls(**values)
+
+
+R = TypeVar("R", bound=Record)
 
 
 @dataclass(frozen=True)

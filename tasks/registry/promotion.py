@@ -36,6 +36,7 @@ from storage.registry.approvals import (
     Decision,
     GateOutcome,
 )
+from storage.registry.core import Registry
 from storage.registry.lifecycle import Rollback
 from storage.registry.reads import VersionRef
 from tasks.registry.steps import open_registry
@@ -70,6 +71,26 @@ def resolve_policy(policy: ApprovalPolicy | None = None, block_name: str | None 
         block = ApprovalPolicyBlock.load(block_name)
         return block.policy  # type: ignore[union-attr]
     return ApprovalPolicy()
+
+
+def request_promotion(
+    registry: Registry,
+    model: str,
+    ref: VersionRef,
+    stage: str,
+    *,
+    requested_by: str,
+    reason: str = "",
+    policy_block: str | None = None,
+) -> ApprovalRequest:
+    """Open a request without a flow: gates are checked now, reviewers decide later."""
+    from tasks.registry.gates import evaluate_gate
+
+    policy = resolve_policy(None, policy_block).for_stage(stage)
+    gates = [evaluate_gate(registry, model, ref, gate) for gate in policy.gates]
+    return ApprovalStore(registry).open_request(
+        model, ref, stage, requested_by=requested_by, policy=policy, gates=gates, reason=reason
+    )
 
 
 def approval_store(registry_block: str | None = None) -> ApprovalStore:

@@ -1,0 +1,107 @@
+"""How the service answers errors: a status and a message that names the problem, never a 500 page.
+
+==========================  ======
+:class:`NotFoundError`      404
+:class:`AlreadyExistsError` 409
+:class:`TransitionError`    409
+:class:`ValidationError`    400
+:class:`IntegrityError`     409
+:class:`Forbidden`          403
+malformed body or query     422
+==========================  ======
+
+Example:
+    >>> from storage.errors import NotFoundError
+    >>> status_for(NotFoundError("model 'x' does not exist"))
+    404
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from storage.errors import (
+    AlreadyExistsError,
+    IntegrityError,
+    MlopsError,
+    NotFoundError,
+    TransitionError,
+    ValidationError,
+)
+
+
+class ServiceError(MlopsError):
+    """An error with its own HTTP status."""
+
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+class Unauthorized(ServiceError):
+    """No API key, or one the service does not know."""
+
+    status = 401
+
+
+class Forbidden(ServiceError):
+    """A key whose role does not allow the call, or a refused action."""
+
+    status = 403
+
+
+class TooLarge(ServiceError):
+    """A body over the configured limit."""
+
+    status = 413
+
+
+def status_for(exc: Exception) -> int:
+    """The HTTP status of an error the platform raised on purpose."""
+    if isinstance(exc, ServiceError):
+        return exc.status
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, AlreadyExistsError | TransitionError | IntegrityError):
+        return 409
+    if isinstance(exc, ValidationError):
+        return 400
+    return 400
+
+
+def _body(status: int, message: str, **extra: Any) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": message, "status": status, **extra}, status_code=status, headers=headers)
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(p) for p in loc if p not in ("body",)) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map platform errors, validation errors and anything unexpected to JSON answers."""
+
+    @app.exception_handler(MlopsError)
+    async def _platform(_: Request, exc: MlopsError) -> JSONResponse:
+        return _body(status_for(exc), str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{_field(e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()]
+        return _body(422, "; ".join(problems) or "the request is malformed", problems=problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _body(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(ValueError)
+    async def _value(_: Request, exc: ValueError) -> JSONResponse:
+        return _body(400, f"invalid value: {exc}")

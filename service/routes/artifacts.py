@@ -1,0 +1,94 @@
+"""Files: streamed uploads checked against their SHA-256, streamed (or presigned) downloads.
+
+Registering a version with files is two steps, so no request holds a whole
+file in memory: ``PUT /artifacts/{sha256}`` streams each file's bytes (the
+service hashes them as they arrive and refuses a mismatch or a body over the
+limit, leaving nothing visible), then ``POST /models/{name}/versions`` names
+them by digest. A download streams the verified bytes with their digest in
+``X-Checksum-Sha256``, or redirects to a presigned URL when the store is S3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
+
+from service.auth import Contributor, Principal, Reader
+from service.errors import TooLarge
+from service.routes.common import registry_of
+from storage.errors import ValidationError
+
+router = APIRouter(tags=["artifacts"])
+_FLUSH = 1 << 20
+
+
+@router.put("/artifacts/{sha256}", status_code=201)
+async def upload(request: Request, sha256: str, caller: Principal = Contributor) -> dict[str, Any]:
+    """Store a file's bytes under their digest; 409 when they hash to something else, 413 when too large."""
+    registry = registry_of(request)
+    limit: int = request.app.state.settings.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the upload of {declared} bytes is larger than the limit of {limit} bytes")
+    store = registry.artifacts
+    ref_check = store.path_of(sha256)  # refuses a malformed digest (400) before reading the body
+    del ref_check
+    upload = await asyncio.to_thread(store.begin_upload, max_bytes=limit)
+    buffer = bytearray()
+    try:
+        async for chunk in request.stream():
+            buffer += chunk
+            if len(buffer) >= _FLUSH:
+                await asyncio.to_thread(upload.write, bytes(buffer))
+                buffer.clear()
+        if buffer:
+            await asyncio.to_thread(upload.write, bytes(buffer))
+        ref = await asyncio.to_thread(upload.commit, sha256)
+    except ValidationError as exc:
+        upload.abort()
+        if "larger than the limit" in str(exc):
+            raise TooLarge(str(exc)) from None
+        raise
+    except BaseException:
+        upload.abort()
+        raise
+    return {"sha256": ref.sha256, "size": ref.size}
+
+
+@router.head("/artifacts/{sha256}")
+def artifact_exists(request: Request, sha256: str, caller: Principal = Reader) -> Response:
+    """200 with the size when the bytes are stored, 404 otherwise (lets clients skip an upload)."""
+    size = registry_of(request).artifacts.size_of(sha256)
+    return Response(status_code=200, headers={"Content-Length": str(size)})
+
+
+@router.get("/models/{name}/versions/{ref}/files/{path:path}", response_model=None)
+def download(
+    request: Request, name: str, ref: str, path: str, caller: Principal = Reader
+) -> StreamingResponse | RedirectResponse:
+    """One file of a version, streamed; the client checks ``X-Checksum-Sha256``."""
+    registry = registry_of(request)
+    version = registry.get_version(name, ref)
+    found = next((a for a in version.artifacts if a.name == path), None)
+    if found is None:
+        from storage.errors import NotFoundError
+
+        names = ", ".join(a.name for a in version.artifacts) or "none"
+        raise NotFoundError(f"{name} version {version.number} has no file {path!r} (it has: {names})")
+    store = registry.artifacts
+    if request.app.state.settings.presign_downloads:
+        url = store.signed_url(found.sha256)
+        if url:
+            return RedirectResponse(url, status_code=307, headers={"X-Checksum-Sha256": found.sha256})
+    chunks = store.iter_bytes(found.sha256, name=f"{name}/{version.number}/{path}")
+    first = next(chunks, b"")  # a missing file is a 404 here, before the response starts
+
+    def body() -> Any:
+        yield first
+        yield from chunks
+
+    headers = {"X-Checksum-Sha256": found.sha256, "Content-Length": str(found.size)}
+    return StreamingResponse(body(), media_type="application/octet-stream", headers=headers)

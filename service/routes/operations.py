@@ -1,0 +1,7 @@
+"""Placeholder router, filled in below."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["operations"])
