@@ -20,7 +20,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tasks.governance.bias import BiasReport, BiasThresholds, detect_bias
+    from tasks.governance.bias import detect_bias
+    from tasks.governance.bias_report import BiasReport, BiasThresholds
     from tasks.governance.compliance import ComplianceReport, check_compliance, load_frameworks
     from tasks.governance.evidence import record_bias_report
     from tasks.governance.report import governance_report, model_card
@@ -28,8 +29,8 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "detect_bias": "tasks.governance.bias",
-    "BiasReport": "tasks.governance.bias",
-    "BiasThresholds": "tasks.governance.bias",
+    "BiasReport": "tasks.governance.bias_report",
+    "BiasThresholds": "tasks.governance.bias_report",
     "check_compliance": "tasks.governance.compliance",
     "load_frameworks": "tasks.governance.compliance",
     "ComplianceReport": "tasks.governance.compliance",
