@@ -13,6 +13,9 @@ process's CPU (psutil) and feeds :class:`serving.autoscaler.Autoscaler`.
 A rolling replacement starts a new replica, waits until it is ready, then
 stops an old one (SIGTERM: uvicorn finishes the requests it holds), one at a
 time. Scaling and replacements are audited when a metadata DB is given.
+This module holds the supervisor (scaling, rolling replacement, the port);
+:mod:`serving.replica_process` holds one replica process: what runs inside it,
+and starting, reading, waiting for and stopping it.
 
 ``mlops serve --replicas N --autoscale`` calls :func:`run_supervised`;
 SIGHUP there replaces every replica, SIGINT/SIGTERM stop them all.
@@ -26,28 +29,26 @@ Example:
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
-import importlib
-import json
 import logging
-import os
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from serving.autoscaler import AutoscalePolicy, Autoscaler, ReplicaMetrics, ScaleDecision
+from serving.replica_process import (
+    DEFAULT_FACTORY,
+    Replica,
+    hello_app,
+    read_stats,
+    spawn_replica,
+    stop_replica,
+    wait_ready,
+)
 
 if TYPE_CHECKING:
     from serving.config import ServeSettings
@@ -56,169 +57,6 @@ if TYPE_CHECKING:
 __all__ = ["Replica", "Supervisor", "hello_app", "run_supervised"]
 
 log = logging.getLogger(__name__)
-SETTINGS_ENV = "MLOPS_REPLICA_SETTINGS"
-DEFAULT_FACTORY = "serving.app:create_app"
-STATS_EVERY_S = 0.25
-LATENCY_WINDOW_S = 10.0
-
-
-# ---------------------------------------------------------------- inside a replica
-class _Sink:
-    """Request counters of one replica: in-flight area, latencies of the last window."""
-
-    def __init__(self) -> None:
-        self.inflight = 0
-        self.requests = 0
-        self.latencies: deque[tuple[float, float]] = deque()
-        self._area = 0.0
-        self._changed = time.monotonic()
-        self._since = self._changed
-        self.lock = threading.Lock()
-
-    def _account(self, now: float) -> None:
-        self._area += self.inflight * (now - self._changed)
-        self._changed = now
-
-    def begin(self) -> None:
-        with self.lock:
-            self._account(time.monotonic())
-            self.inflight += 1
-
-    def end(self, ms: float) -> None:
-        now = time.monotonic()
-        with self.lock:
-            self._account(now)
-            self.inflight -= 1
-            self.requests += 1
-            self.latencies.append((now, ms))
-
-    def snapshot(self) -> dict[str, Any]:
-        now = time.monotonic()
-        with self.lock:
-            self._account(now)
-            span = max(now - self._since, 1e-6)
-            average = self._area / span
-            self._area, self._since = 0.0, now
-            while self.latencies and self.latencies[0][0] < now - LATENCY_WINDOW_S:
-                self.latencies.popleft()
-            values = sorted(ms for _, ms in self.latencies)
-        p95 = values[min(len(values) - 1, int(0.95 * len(values)))] if values else None
-        return {"inflight_avg": average, "requests": self.requests, "p95_ms": p95, "window": len(values)}
-
-
-class _Measured:
-    """ASGI middleware: counts in-flight HTTP requests and their latency."""
-
-    def __init__(self, app: Any, sink: _Sink) -> None:
-        self.app = app
-        self.sink = sink
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        self.sink.begin()
-        start = time.perf_counter()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.sink.end((time.perf_counter() - start) * 1000)
-
-
-def _load_factory(path: str) -> Callable[..., Any]:
-    module, _, attr = path.partition(":")
-    if not module or not attr:
-        raise ValueError(f"app factory {path!r} must look like 'package.module:function'")
-    factory: Callable[..., Any] = getattr(importlib.import_module(module), attr)
-    return factory
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
-
-
-def _replica_main(fd: int, factory: str, replica: str, stats_dir: str) -> None:
-    """Run one replica on the inherited listening socket ``fd`` until SIGTERM."""
-    import uvicorn
-
-    from serving.config import ServeSettings
-
-    raw = os.environ.get(SETTINGS_ENV)
-    settings = ServeSettings.model_validate_json(raw) if raw else ServeSettings()
-    sink = _Sink()
-    app = _Measured(_load_factory(factory)(settings), sink)
-    sock = socket.socket(fileno=fd)
-    config = uvicorn.Config(
-        app, log_level=settings.log_level, access_log=False, timeout_graceful_shutdown=10, lifespan="auto"
-    )
-    server = uvicorn.Server(config)
-    path = Path(stats_dir) / f"{replica}.json"
-    stop = threading.Event()
-
-    def report() -> None:
-        while not stop.wait(STATS_EVERY_S):
-            data = {"replica": replica, "pid": os.getpid(), "ready": bool(server.started), **sink.snapshot()}
-            with contextlib.suppress(OSError):
-                _write_json(path, data)
-
-    writer = threading.Thread(target=report, name="replica-stats", daemon=True)
-    writer.start()
-    try:
-        asyncio.run(server.serve(sockets=[sock]))
-    finally:
-        stop.set()
-        writer.join(timeout=2)
-        with contextlib.suppress(OSError):
-            path.unlink()
-
-
-def hello_app(settings: Any = None) -> Any:
-    """A tiny app for trying replicas: ``GET /`` answers, ``GET /work?ms=20`` burns CPU for that long."""
-    from fastapi import FastAPI
-
-    app = FastAPI()
-
-    @app.get("/")
-    def hello() -> dict[str, Any]:
-        return {"pid": os.getpid()}
-
-    @app.get("/work")
-    def work(ms: float = 20.0) -> dict[str, Any]:
-        end = time.perf_counter() + ms / 1000
-        n = 0
-        while time.perf_counter() < end:
-            n += 1
-        return {"pid": os.getpid(), "loops": n}
-
-    @app.get("/v2/health/ready")
-    def ready() -> dict[str, bool]:
-        return {"ready": True}
-
-    return app
-
-
-# ---------------------------------------------------------------- the supervisor
-@dataclass
-class Replica:
-    """One replica process."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    started_at: float
-    stats: dict[str, Any] = field(default_factory=dict)
-    cpu: Any = None
-
-    @property
-    def pid(self) -> int:
-        """The process id."""
-        return self.process.pid
-
-    @property
-    def alive(self) -> bool:
-        """Whether the process runs."""
-        return self.process.poll() is None
 
 
 class Supervisor:
@@ -324,57 +162,19 @@ class Supervisor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- replicas --------------------------------------------------------------
+    # -- replicas (process handling in serving.replica_process) ----------------
 
     def _spawn(self) -> Replica:
-        name = f"replica-{uuid.uuid4().hex[:8]}"
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        if self.settings is not None:
-            env[SETTINGS_ENV] = self.settings.model_dump_json()
-        fd = self.sock.fileno()
-        command = [sys.executable, "-m", "serving.replicas", "--fd", str(fd), "--factory", self.factory]
-        command += ["--replica", name, "--stats-dir", str(self.stats_dir)]
-        process = subprocess.Popen(command, pass_fds=(fd,), env=env)
-        replica = Replica(name, process, time.monotonic())
-        try:
-            import psutil
-
-            replica.cpu = psutil.Process(process.pid)
-            replica.cpu.cpu_percent(None)
-        except Exception:  # psutil missing or the process already gone
-            replica.cpu = None
-        return replica
+        return spawn_replica(self.sock, self.factory, self.settings, self.stats_dir)
 
     def _read_stats(self, replica: Replica) -> dict[str, Any]:
-        path = self.stats_dir / f"{replica.name}.json"
-        with contextlib.suppress(OSError, ValueError):
-            replica.stats = json.loads(path.read_text())
-        return replica.stats
+        return read_stats(replica, self.stats_dir)
 
     def _wait_ready(self, replica: Replica) -> None:
-        deadline = time.monotonic() + self.ready_timeout_s
-        while time.monotonic() < deadline:
-            if not replica.alive:
-                raise RuntimeError(
-                    f"{replica.name} (pid {replica.pid}) exited with {replica.process.returncode}"
-                )
-            if self._read_stats(replica).get("ready"):
-                return
-            time.sleep(0.05)
-        self._stop_replica(replica)
-        raise RuntimeError(f"{replica.name} was not ready within {self.ready_timeout_s} s")
+        wait_ready(replica, self.stats_dir, self.ready_timeout_s)
 
     def _stop_replica(self, replica: Replica, timeout: float = 15.0) -> None:
-        if replica.alive:
-            replica.process.send_signal(signal.SIGTERM)
-            try:
-                replica.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                replica.process.kill()
-                replica.process.wait(5)
-        with contextlib.suppress(OSError):
-            (self.stats_dir / f"{replica.name}.json").unlink()
+        stop_replica(replica, self.stats_dir, timeout)
 
     def _record(self, action: str, before: int, after: int, detail: dict[str, Any]) -> None:
         event = {"action": action, "before": before, "after": after, "at": time.time(), **detail}
@@ -518,17 +318,3 @@ def run_supervised(
     finally:
         supervisor.close()
         db.dispose()
-
-
-def _main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="one model-server replica on an inherited socket")
-    parser.add_argument("--fd", type=int, required=True)
-    parser.add_argument("--factory", default=DEFAULT_FACTORY)
-    parser.add_argument("--replica", required=True)
-    parser.add_argument("--stats-dir", required=True)
-    args = parser.parse_args(argv)
-    _replica_main(args.fd, args.factory, args.replica, args.stats_dir)
-
-
-if __name__ == "__main__":
-    _main()
