@@ -22,6 +22,7 @@ from fastapi import FastAPI
 
 from blocks.settings import MlopsSettings, get_settings
 from service.config import ServiceSettings
+from service.console.setup import install_console
 from service.errors import install_error_handlers
 from service.routes import approvals, artifacts, governance, keys, operations
 from service.routes import registry as registry_routes
@@ -73,4 +74,5 @@ def create_app(
 
     for module in ROUTERS:
         app.include_router(module.router, prefix=API_PREFIX)
+    install_console(app)
     return app

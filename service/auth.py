@@ -40,9 +40,7 @@ def key_from(request: Request) -> str | None:
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
     key = request.headers.get("x-api-key")
-    if key and key.strip():
-        return key.strip()
-    return request.cookies.get("mlops_session") or None
+    return key.strip() if key and key.strip() else None
 
 
 def principal(request: Request) -> Principal:

@@ -22,7 +22,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from storage.errors import (
@@ -86,22 +86,31 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(p) for p in loc if p not in ("body",)) or "body"
 
 
+def _answer(request: Request, status: int, message: str, **extra: Any) -> Response:
+    """JSON for the API; for a console page, its own HTML answer (``app.state.page_error``)."""
+    page_error = getattr(request.app.state, "page_error", None)
+    if page_error is not None and not request.url.path.startswith("/api/"):
+        response: Response = page_error(request, status, message)
+        return response
+    return _body(status, message, **extra)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Map platform errors, validation errors and anything unexpected to JSON answers."""
+    """Map platform errors, validation errors and anything unexpected to clear answers."""
 
     @app.exception_handler(MlopsError)
-    async def _platform(_: Request, exc: MlopsError) -> JSONResponse:
-        return _body(status_for(exc), str(exc))
+    async def _platform(request: Request, exc: MlopsError) -> Response:
+        return _answer(request, status_for(exc), str(exc))
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         problems = [f"{_field(e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()]
-        return _body(422, "; ".join(problems) or "the request is malformed", problems=problems)
+        return _answer(request, 422, "; ".join(problems) or "the request is malformed", problems=problems)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _body(exc.status_code, str(exc.detail))
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        return _answer(request, exc.status_code, str(exc.detail))
 
     @app.exception_handler(ValueError)
-    async def _value(_: Request, exc: ValueError) -> JSONResponse:
-        return _body(400, f"invalid value: {exc}")
+    async def _value(request: Request, exc: ValueError) -> Response:
+        return _answer(request, 400, f"invalid value: {exc}")

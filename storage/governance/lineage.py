@@ -39,9 +39,9 @@ from sqlalchemy.engine import Connection
 from storage import schema as t
 from storage.audit import append_entry
 from storage.errors import AlreadyExistsError, NotFoundError, ValidationError
-from storage.registry.approvals import ApprovalStore
+from storage.registry.approvals import ApprovalRequest, ApprovalStore
 from storage.registry.core import Registry, VersionRef
-from storage.registry.records import Record
+from storage.registry.records import ModelVersion, Record
 from storage.validation import check_name
 
 UserKind = Literal["feature_group", "model_version", "dataset"]
@@ -332,46 +332,52 @@ class LineageStore:
         self.registry.get_model(model)  # NotFoundError names the model
         versions = sorted(self.registry.all_versions(model), key=lambda v: v.number)
         requests = ApprovalStore(self.registry).list(model=model, limit=100_000)
-        chains = []
         with self.db.read() as conn:
-            for v in versions:
-                assets = self._datasets_for(conn, f"{model}/{v.number}", v.dataset_uri)
-                chains.append(
-                    {
-                        "number": v.number,
-                        "semver": v.semver,
-                        "stage": v.stage,
-                        "aliases": list(v.aliases),
-                        "training_dataset": (
-                            {"uri": v.dataset_uri, "hash": v.dataset_hash} if v.dataset_uri else None
-                        ),
-                        "datasets": [
-                            {
-                                "name": x.name,
-                                "uri": x.uri,
-                                "source": x.source,
-                                "owner": x.owner,
-                                "contains_pii": x.contains_pii,
-                                "retention_days": x.retention_days,
-                                "transformations": list(x.transformations),
-                            }
-                            for x in assets
-                        ],
-                        "feature_groups": self._feature_groups(conn, model, [str(v.number), v.semver]),
-                        "run": {"flow_run_id": v.flow_run_id, "code_version": v.code_version},
-                        "approvals": [
-                            {
-                                "id": r.id,
-                                "target_stage": r.target_stage,
-                                "status": r.status,
-                                "requested_by": r.requested_by,
-                                "approved_by": [d.reviewer for d in r.decisions if d.decision == "approve"],
-                                "required_approvals": r.required_approvals,
-                                "decided_at": r.decided_at.isoformat() if r.decided_at else None,
-                            }
-                            for r in reversed(requests)
-                            if r.version == v.number
-                        ],
-                    }
-                )
+            chains = [self._chain(conn, model, v, requests) for v in versions]
         return {"model": model, "versions": chains}
+
+    def version_lineage(self, model: str, version: VersionRef) -> dict[str, Any]:
+        """One version's chain, as in :meth:`model_lineage` (reads only that version's rows)."""
+        v = self.registry.get_version(model, version)
+        requests = [
+            r for r in ApprovalStore(self.registry).list(model=model, limit=100_000) if r.version == v.number
+        ]
+        with self.db.read() as conn:
+            return self._chain(conn, model, v, requests)
+
+    def _chain(self, conn: Connection, model: str, v: ModelVersion, requests: list[ApprovalRequest]) -> dict:
+        assets = self._datasets_for(conn, f"{model}/{v.number}", v.dataset_uri)
+        return {
+            "number": v.number,
+            "semver": v.semver,
+            "stage": v.stage,
+            "aliases": list(v.aliases),
+            "training_dataset": ({"uri": v.dataset_uri, "hash": v.dataset_hash} if v.dataset_uri else None),
+            "datasets": [
+                {
+                    "name": x.name,
+                    "uri": x.uri,
+                    "source": x.source,
+                    "owner": x.owner,
+                    "contains_pii": x.contains_pii,
+                    "retention_days": x.retention_days,
+                    "transformations": list(x.transformations),
+                }
+                for x in assets
+            ],
+            "feature_groups": self._feature_groups(conn, model, [str(v.number), v.semver]),
+            "run": {"flow_run_id": v.flow_run_id, "code_version": v.code_version},
+            "approvals": [
+                {
+                    "id": r.id,
+                    "target_stage": r.target_stage,
+                    "status": r.status,
+                    "requested_by": r.requested_by,
+                    "approved_by": [d.reviewer for d in r.decisions if d.decision == "approve"],
+                    "required_approvals": r.required_approvals,
+                    "decided_at": r.decided_at.isoformat() if r.decided_at else None,
+                }
+                for r in reversed(requests)
+                if r.version == v.number
+            ],
+        }
