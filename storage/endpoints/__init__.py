@@ -5,6 +5,10 @@ reference, weight) and policy (A/B, canary, shadow, blue-green) live in the
 metadata database with an audited event history; routers flush per-variant
 request, error and latency counters here (``traffic``).
 
+:class:`EndpointStore` (``store``) is put together from the records and their
+checks (``records``), reads and variant changes (``base``), policy changes
+(``policies``) and traffic counters and outcomes (``measurements``).
+
 Names are imported on first use, so importing the package stays cheap and no
 import circle runs through it.
 
@@ -20,23 +24,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from storage.endpoints.store import (
-        CanaryPlan,
-        Endpoint,
-        EndpointEvent,
-        EndpointStore,
-        Variant,
-        VariantSpec,
-    )
+    from storage.endpoints.records import CanaryPlan, Endpoint, EndpointEvent, Variant, VariantSpec
+    from storage.endpoints.store import EndpointStore
     from storage.endpoints.traffic import LatencyHistogram, StatsRow, VariantStats
 
 _EXPORTS = {
     "EndpointStore": "storage.endpoints.store",
-    "Endpoint": "storage.endpoints.store",
-    "Variant": "storage.endpoints.store",
-    "VariantSpec": "storage.endpoints.store",
-    "CanaryPlan": "storage.endpoints.store",
-    "EndpointEvent": "storage.endpoints.store",
+    "Endpoint": "storage.endpoints.records",
+    "Variant": "storage.endpoints.records",
+    "VariantSpec": "storage.endpoints.records",
+    "CanaryPlan": "storage.endpoints.records",
+    "EndpointEvent": "storage.endpoints.records",
     "LatencyHistogram": "storage.endpoints.traffic",
     "StatsRow": "storage.endpoints.traffic",
     "VariantStats": "storage.endpoints.traffic",
