@@ -42,6 +42,10 @@ class MlopsSettings(BaseSettings):
             ``home/online.db`` when unset.
         prediction_log_root: Folder of the prediction log's Parquet files
             (``MLOPS_PREDICTION_LOG_ROOT``); ``home/predictions`` when unset.
+        console_url: Base URL of the platform service's console
+            (``MLOPS_CONSOLE_URL``, e.g. ``https://mlops.example.com``); when
+            set, the Markdown artifacts flows publish link to the matching
+            console page.
     """
 
     model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore")
@@ -53,6 +57,7 @@ class MlopsSettings(BaseSettings):
     feature_root: str | None = None
     online_store_url: str | None = None
     prediction_log_root: str | None = None
+    console_url: str | None = None
 
     def resolved_home(self) -> Path:
         """The home folder as an absolute path (not created)."""

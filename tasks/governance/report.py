@@ -36,6 +36,7 @@ from storage.governance.reports import ReportStore
 from storage.registry.approvals import ApprovalStore
 from storage.registry.core import Registry
 from storage.registry.reads import VersionRef
+from tasks.console_links import console_line
 from tasks.governance.compliance import check_compliance
 from tasks.governance.risk import model_risk
 from tasks.registry.steps import open_registry
@@ -184,5 +185,9 @@ def export_governance_report(
     report = governance_report(open_registry(registry_block), model, version, frameworks=frameworks)
     json_path, card_path = write_governance_report(report, out_dir)
     key = f"model-card-{model}-v{report['version']}".lower().replace("_", "-").replace("/", "-")
-    create_markdown_artifact(markdown=model_card(report), key=key, description=f"{model} governance report")
+    markdown = model_card(report)
+    link = console_line("version", model, report["version"])
+    if link:
+        markdown += f"\n{link}\n"
+    create_markdown_artifact(markdown=markdown, key=key, description=f"{model} governance report")
     return {"json": str(json_path), "model_card": str(card_path), "artifact": key}

@@ -29,6 +29,7 @@ from storage.monitoring.alerts import AlertStore, health_score
 from storage.monitoring.prediction_log import PredictionLog
 from storage.registry.core import Registry
 from storage.registry.reads import VersionRef
+from tasks.console_links import console_line
 from tasks.monitoring.profiles import NumericProfile
 from tasks.monitoring.steps import feature_window, load_reference_profile
 
@@ -97,6 +98,9 @@ def report_markdown(report: dict[str, Any]) -> str:
         ],
         f"- **most important features**: {', '.join(f'{k} ({v:.3g})' for k, v in top) or 'not recorded'}",
     ]
+    link = console_line("monitoring", report["model"])
+    if link:
+        lines += ["", link]
     return "\n".join(lines) + "\n"
 
 

@@ -39,6 +39,7 @@ from storage.registry.approvals import (
 from storage.registry.core import Registry
 from storage.registry.lifecycle import Rollback
 from storage.registry.reads import VersionRef
+from tasks.console_links import console_line
 from tasks.registry.steps import open_registry
 
 PROMOTED_EVENT = "mlops.model.promoted"
@@ -243,6 +244,9 @@ def promotion_markdown(request: ApprovalRequest) -> str:
             for d in request.decisions
         ],
     ]
+    link = console_line("approvals", request.model)
+    if link:
+        lines += ["", link]
     return "\n".join(lines)
 
 

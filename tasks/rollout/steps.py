@@ -25,6 +25,7 @@ import httpx
 from prefect import task
 
 from storage.errors import MlopsError, NotFoundError, ValidationError
+from tasks.console_links import console_line
 
 __all__ = [
     "AdminAPI",
@@ -297,6 +298,9 @@ def rollout_markdown(
         lines.append(
             f"| {i} | {entry.get('phase', '')} | {weights} | {entry.get('decision', '')} | {reason} |"
         )
+    link = console_line("endpoint", endpoint)
+    if link:
+        lines += ["", link]
     return "\n".join(lines) + "\n"
 
 
