@@ -6,7 +6,8 @@ optionally TLS) and returns the same records as :class:`storage.registry.core.Re
 against the registry runs remotely by swapping the object. Files are streamed
 in both directions and checked against their SHA-256. Errors come back as the
 platform's own exceptions (``NotFoundError``, ``ValidationError``, ...), with
-the service's message.
+the service's message. Governance and operations calls come from two mixins
+(:mod:`mlops.client_governance`, :mod:`mlops.client_operations`).
 
 Example:
     >>> import tempfile
@@ -32,7 +33,8 @@ from typing import Any, BinaryIO
 
 import httpx
 
-from storage.audit import AuditEntry, AuditReport
+from mlops.client_governance import GovernanceMixin
+from mlops.client_operations import OperationsMixin
 from storage.errors import (
     AccessError,
     AlreadyExistsError,
@@ -84,7 +86,7 @@ def _file_chunks(handle: BinaryIO) -> Iterator[bytes]:
     yield from iter(lambda: handle.read(CHUNK), b"")
 
 
-class Client:
+class Client(GovernanceMixin, OperationsMixin):
     """The platform service at ``url``, called with ``api_key``.
 
     Args:
@@ -121,7 +123,7 @@ class Client:
         """Close the connection pool."""
         self.http.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         params = kwargs.pop("params", None)
         if params is not None:
             params = {k: v for k, v in params.items() if v is not None}
@@ -131,6 +133,10 @@ class Client:
             raise MlopsError(f"the platform service at {self.url} cannot be reached: {exc}") from None
         if response.status_code >= 400:
             raise _error(response)
+        return response
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._request(method, path, **kwargs)
         return response.json() if response.content else None
 
     @property
@@ -479,36 +485,6 @@ class Client:
     def set_reviewer(self, name: str, roles: Sequence[str], **_: Any) -> None:
         """Register a reviewer (admin keys)."""
         self._call("PUT", f"/reviewers/{_q(name)}", json={"roles": list(roles)})
-
-    # ---------------------------------------------------------------- audit
-    def audit_entries(self, **filters: Any) -> list[AuditEntry]:
-        """Audit entries in order (``entity_type``, ``entity_id``, ``action``, ``after_seq``, ``limit``)."""
-        data = self._call("GET", "/audit", params=filters)
-        return [AuditEntry(**e) for e in data["items"]]
-
-    def verify_audit(self) -> AuditReport:
-        """Check the audit chain on the service."""
-        return AuditReport(**self._call("GET", "/audit/verify"))
-
-    # ----------------------------------------------------------------- keys
-    def create_key(self, owner: str, role: str, *, description: str = "") -> dict[str, Any]:
-        """A new key (admin keys); the answer's ``key`` is the secret, shown once."""
-        result: dict[str, Any] = self._call(
-            "POST", "/keys", json={"owner": owner, "role": role, "description": description}
-        )
-        return result
-
-    def list_keys(self, *, include_revoked: bool = False) -> list[dict[str, Any]]:
-        """Every key (admin keys)."""
-        result: list[dict[str, Any]] = self._call(
-            "GET", "/keys", params={"include_revoked": include_revoked}
-        )["items"]
-        return result
-
-    def revoke_key(self, key_id: int) -> dict[str, Any]:
-        """Revoke a key (admin keys)."""
-        result: dict[str, Any] = self._call("DELETE", f"/keys/{int(key_id)}")
-        return result
 
 
 def _q(value: str, safe: str = "") -> str:
