@@ -27,10 +27,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "auc_roc")
-REGRESSION_METRICS = ("rmse", "mae", "r2")
-#: Metrics where smaller is better (tuning minimizes them).
-MINIMIZED_METRICS = ("rmse", "mae")
+# Re-exported: the metric names are part of the config's vocabulary (aliases in blocks.metrics).
+from blocks.metrics import CLASSIFICATION_METRICS as CLASSIFICATION_METRICS
+from blocks.metrics import MINIMIZED_METRICS as MINIMIZED_METRICS
+from blocks.metrics import REGRESSION_METRICS as REGRESSION_METRICS
+from blocks.metrics import known_metric
 
 
 class ConfigError(ValueError):
@@ -232,19 +233,20 @@ class PipelineConfig(BaseModel):
     @field_validator("metrics")
     @classmethod
     def _known_metrics(cls, value: list[str] | None) -> list[str] | None:
-        known = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS)
-        for name in value or []:
-            if name not in known:
-                raise ValueError(f"unknown metric {name!r}; use one of {', '.join(known)}")
-        return value
+        if value is None:
+            return None
+        canonical = [known_metric(name) for name in value]  # f1_score, roc_auc, ... are aliases
+        return list(dict.fromkeys(canonical))
 
     @field_validator("tuning_metric")
     @classmethod
     def _known_tuning_metric(cls, value: str | None) -> str | None:
-        known = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS)
-        if value is not None and value not in known:
-            raise ValueError(f"unknown tuning metric {value!r}; use one of {', '.join(known)}")
-        return value
+        if value is None:
+            return None
+        try:
+            return known_metric(value)
+        except ValueError as exc:
+            raise ValueError(f"tuning_metric: {exc}") from None
 
     @model_validator(mode="after")
     def _one_source(self) -> PipelineConfig:

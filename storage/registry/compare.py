@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from blocks.metrics import metric_value
 from storage.errors import ValidationError
 from storage.registry.records import ModelVersion, Record
 
@@ -88,7 +89,8 @@ def compare_versions(
     shown = list(metrics) if metrics else sorted({k for v in versions for k in v.metrics})
     if primary not in shown:
         shown.insert(0, primary)
-    missing = [v.number for v in versions if primary not in v.metrics]
+    # A metric under another spelling (f1_score for f1, auc for auc_roc) counts as the same metric.
+    missing = [v.number for v in versions if metric_value(v.metrics, primary) is None]
     if missing:
         raise ValidationError(f"metric {primary!r} is missing from version(s) {', '.join(map(str, missing))}")
     rows = [
@@ -96,12 +98,12 @@ def compare_versions(
             "version": v.number,
             "semver": v.semver,
             "stage": v.stage,
-            **{m: v.metrics.get(m) for m in shown},
+            **{m: metric_value(v.metrics, m) for m in shown},
         }
         for v in versions
     ]
     winner, reason = pick_winner(
-        {v.number: v.metrics[primary] for v in versions},
+        {v.number: metric_value(v.metrics, primary) for v in versions},
         direction=direction,
         min_improvement=min_improvement,
         baseline=baseline,

@@ -24,6 +24,7 @@ import pandas as pd
 from prefect import task
 from prefect.events import emit_event
 
+from blocks.metrics import canonical_metric
 from storage.errors import NotFoundError
 from storage.governance.reports import ReportStore, StoredReport
 from storage.monitoring.alerts import AlertStore
@@ -251,7 +252,8 @@ def run_performance_check(
         if task_kind == "classification"
         else ("rmse", "mae")
     )
-    reference = {k: v for k, v in target.metrics.items() if k in known}
+    # a version registered with another spelling (roc_auc, f1_score) is compared all the same
+    reference = {canonical_metric(k): v for k, v in target.metrics.items() if canonical_metric(k) in known}
     result = concept_drift(
         joined,
         reference,

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 
 from prefect import task
 
+from blocks.metrics import metric_value
 from blocks.policy import ChampionGate, EvidenceGate, Gate, MetricGate
 from storage.errors import NotFoundError
 from storage.governance.reports import ReportStore
@@ -71,7 +72,7 @@ def register_evidence_provider(kind: str, provider: EvidenceProvider) -> None:
 
 
 def _metric_gate(version: ModelVersion, gate: MetricGate) -> GateOutcome:
-    number, value = version.number, version.metrics.get(gate.metric)
+    number, value = version.number, metric_value(version.metrics, gate.metric)  # aliases count
     if value is None:
         return GateOutcome(gate.name, False, f"version {number} has no metric {gate.metric!r}")
     passed = bool(_OPS[gate.op](value, gate.threshold))

@@ -99,8 +99,8 @@ def test_cross_field_rules() -> None:
                 "param_space": {"lr": {"type": "float", "low": 0.1, "high": 0.3}},
             }
         )
-    with pytest.raises(ConfigError, match="unknown metric 'auc'"):
-        PipelineConfig.parse({**BASE, "metrics": ["auc"]})
+    with pytest.raises(ConfigError, match="unknown metric 'aucc'"):
+        PipelineConfig.parse({**BASE, "metrics": ["aucc"]})
     with pytest.raises(ConfigError, match="cross_validation_folds"):
         PipelineConfig.parse({**BASE, "cross_validation_folds": 1})
     with pytest.raises(ConfigError, match="name"):
@@ -130,3 +130,15 @@ def test_the_shipped_retraining_config_parses() -> None:
         pytest.skip("no pipelines/fraud.yaml in this checkout")
     cfg = PipelineConfig.from_yaml(shipped)
     assert cfg.name == "fraud" and "${" not in str(cfg.data_source)
+
+
+def test_the_seeds_metric_spellings_are_aliases_of_the_canonical_names() -> None:
+    cfg = PipelineConfig.parse(
+        {**BASE, "metrics": ["f1_score", "roc_auc", "accuracy_score", "auc", "f1"], "tuning_metric": "f1_score"}
+    )
+    assert cfg.metrics == ["f1", "auc_roc", "accuracy"]
+    assert cfg.tuning_metric == "f1"
+    reg = PipelineConfig.parse({**BASE, "metrics": ["mean_absolute_error", "r2_score"]})
+    assert reg.metrics == ["mae", "r2"]
+    with pytest.raises(ConfigError, match="tuning_metric: unknown metric 'f2'"):
+        PipelineConfig.parse({**BASE, "tuning_metric": "f2"})
