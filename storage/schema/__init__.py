@@ -4,9 +4,9 @@ Every table is defined on the one :data:`metadata` (``base``, with the UTC
 timestamp type and ``utcnow``) and re-exported here, so callers write
 ``from storage import schema as t`` and ``t.models``. The tables live in
 ``registry`` (models, versions, aliases, approvals), ``features`` (the
-feature store), ``endpoints`` (serving endpoints), ``monitoring`` (alerts),
-``governance`` (evidence, lineage, attestations, erasures) and ``access``
-(audit log, API keys). The migrations under ``storage/migrations`` create
+feature store), ``endpoints`` (serving endpoints), ``monitoring`` (alerts,
+alert routes, the notification log), ``governance`` (evidence, lineage,
+attestations, erasures) and ``access`` (audit log, API keys). The migrations under ``storage/migrations`` create
 exactly these tables; a test checks that the two agree.
 
 Example:
@@ -46,7 +46,7 @@ from storage.schema.governance import (
     erasures,
     evidence_reports,
 )
-from storage.schema.monitoring import alerts
+from storage.schema.monitoring import alert_notifications, alert_routes, alerts
 from storage.schema.registry import (
     alias_history,
     aliases,
@@ -66,6 +66,8 @@ from storage.schema.registry import (
 
 __all__ = [
     "UTCDateTime",
+    "alert_notifications",
+    "alert_routes",
     "alerts",
     "alias_history",
     "aliases",
