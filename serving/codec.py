@@ -66,7 +66,9 @@ def _flatten(data: Any) -> list[Any]:
 
 
 def flat_array(data: Any, where: str) -> np.ndarray:
-    """A 1-D array of a (possibly nested) JSON list."""
+    """A 1-D array of a (possibly nested) JSON list, or of an array decoded from binary data."""
+    if isinstance(data, np.ndarray):
+        return data.reshape(-1)
     if not isinstance(data, list):
         raise RequestError(f"{where}: 'data' must be a list, got {type(data).__name__}")
     try:

@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from serving.auth import check_key, key_from
+from serving.binary import HEADER, header_length, parse_binary_request
 from serving.config import ServeSettings
 from serving.metrics import ServingMetrics
 from serving.models import LoadedModel, ModelCache
@@ -43,6 +45,28 @@ INLINE_ROWS = 256
 MAX_REQUEST_ID = 256
 
 _IDS = random.Random(os.urandom(32))  # reading the OS entropy source per request is slow on some hosts
+
+
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """A gzip or deflate body, decompressed; 413 beyond ``limit`` bytes, 400 when it is not that encoding.
+
+    >>> import gzip
+    >>> decompress(gzip.compress(b"{}"), "gzip", 100)
+    b'{}'
+    """
+    kind = encoding.strip().lower()
+    if kind in ("", "identity"):
+        return body
+    if kind not in ("gzip", "deflate"):
+        raise RequestError(f"Content-Encoding {encoding!r} is not gzip, deflate or identity", 415)
+    inflater = zlib.decompressobj(wbits=31 if kind == "gzip" else 15)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise RequestError(f"the body is not valid {kind} data: {exc}") from None
+    if len(out) > limit:
+        raise RequestError(f"payload too large: over {limit} bytes once decompressed", 413)
+    return out
 
 
 def new_request_id() -> str:
@@ -102,10 +126,19 @@ class ServerState:
         return b"".join(chunks)
 
     async def payload(self, request: Request) -> Any:
-        """The parsed JSON body."""
+        """The parsed JSON body; with ``Inference-Header-Content-Length``, JSON then binary tensors.
+
+        A gzip or deflate ``Content-Encoding`` is decompressed first (within ``max_body_bytes``).
+        """
         body = await self.read_body(request)
+        encoding = request.headers.get("content-encoding")
+        if encoding is not None and body:
+            body = decompress(body, encoding, self.settings.max_body_bytes)
         if not body:
             raise RequestError("the request has no body: send a JSON object")
+        length = header_length(request.headers.get(HEADER), len(body))
+        if length is not None:
+            return parse_binary_request(body, length)
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:

@@ -26,6 +26,8 @@ from serving.state import ServerState
 from storage.registry.model_format import ONNX_LABEL, ONNX_PROBABILITIES, ONNX_REGRESSION
 
 SERVER_NAME = "dwcp-mlops"
+#: The protocol extensions this server speaks (reported in the server metadata).
+EXTENSIONS = ("binary_tensor_data",)
 
 
 def add_health_routes(app: FastAPI, state: ServerState) -> None:
@@ -44,7 +46,7 @@ def add_health_routes(app: FastAPI, state: ServerState) -> None:
 
     @app.get("/v2", tags=["metadata"])
     async def server_metadata() -> Response:
-        return json_response({"name": SERVER_NAME, "version": app.version, "extensions": []})
+        return json_response({"name": SERVER_NAME, "version": app.version, "extensions": list(EXTENSIONS)})
 
     async def metadata_of(request: Request, name: str, version: str | None) -> Response:
         state.authorize(request)

@@ -5,6 +5,10 @@ OIP outputs (:func:`infer_response`); ``POST /v1/models/{name}/predict`` takes
 ``{"instances": [{feature: value}, ...]}`` and answers predictions, with
 probabilities and classes for classifiers (:func:`predict_response`);
 ``POST /v1/models/{name}/explain`` answers the top factors of one record.
+OIP requests and responses may use the binary tensor data extension
+(:mod:`serving.binary`): the request's ``Inference-Header-Content-Length``
+says where its JSON ends, and outputs asked for in binary follow the
+response's JSON (:func:`oip_response`).
 
 Every inference goes through one path (``answer``): key check, body, request id,
 :meth:`serving.state.ServerState.serve`, then the response with its
@@ -27,6 +31,7 @@ from starlette.responses import Response
 from starlette.routing import Route as HttpRoute
 
 from serving import protocol as p
+from serving.binary import HEADER, binary_outputs, encode_binary_response
 from serving.protocol import Batch, RequestError
 from serving.routes.common import body_schema, error_doc, error_response, error_status, json_response
 from serving.state import Served, ServerState
@@ -45,7 +50,7 @@ def add_inference_routes(app: FastAPI, state: ServerState) -> None:
         name: str,
         version: str | None,
         decode: Callable[[Any, Any, int], Batch],
-        respond: Callable[[Served, Any], dict[str, Any]],
+        respond: Callable[[Served, Any], Response],
     ) -> Response:
         start = time.perf_counter()
         metrics.in_flight.inc()
@@ -55,8 +60,8 @@ def add_inference_routes(app: FastAPI, state: ServerState) -> None:
             payload = await state.payload(request)
             request_id = state.request_id(request, payload)
             served = await state.serve(request, name, version, payload, decode, request_id)
-            body = respond(served, payload)
-            response = json_response(body, headers={"X-Request-Id": served.request_id})
+            response = respond(served, payload)
+            response.headers["X-Request-Id"] = served.request_id
             response.background = state.after(served)
             metrics.observe(
                 served.endpoint, served.variant, served.loaded.model, str(served.loaded.version),
@@ -79,8 +84,11 @@ def add_inference_routes(app: FastAPI, state: ServerState) -> None:
     def decode_records(payload: Any, spec: Any, max_rows: int) -> Batch:
         return p.decode_records(payload, spec, max_rows=max_rows)
 
-    def oip(name: str) -> Callable[[Served, Any], dict[str, Any]]:
-        return lambda served, payload: infer_response(served, payload, name)
+    def oip(name: str) -> Callable[[Served, Any], Response]:
+        return lambda served, payload: oip_response(served, payload, name)
+
+    def records(served: Served, payload: Any) -> Response:
+        return json_response(predict_response(served))
 
     @app.post(
         "/v2/models/{name}/infer", tags=["inference"], openapi_extra=body_schema(p.InferRequest),
@@ -101,7 +109,7 @@ def add_inference_routes(app: FastAPI, state: ServerState) -> None:
         responses=errors,
     )  # fmt: skip
     async def predict(request: Request, name: str) -> Response:
-        return await answer(request, name, None, decode_records, lambda s, _: predict_response(s))
+        return await answer(request, name, None, decode_records, records)
 
     # The inference routes above document the API; these plain Starlette routes, matched first,
     # answer the same paths without FastAPI's per-request parameter machinery (a third of the
@@ -112,9 +120,7 @@ def add_inference_routes(app: FastAPI, state: ServerState) -> None:
         return await answer(request, name, params.get("version"), decode_tensors, oip(name))
 
     async def fast_predict(request: Request) -> Response:
-        return await answer(
-            request, request.path_params["name"], None, decode_records, lambda s, _: predict_response(s)
-        )
+        return await answer(request, request.path_params["name"], None, decode_records, records)
 
     fast = [
         HttpRoute("/v2/models/{name}/infer", fast_infer, methods=["POST"]),
@@ -162,6 +168,16 @@ def infer_response(served: Served, payload: Any, name: str) -> dict[str, Any]:
         "parameters": {"model": served.loaded.model, "endpoint": served.endpoint, "variant": served.variant},
         "outputs": [_tensor(n, outputs[n]) for n in wanted],
     }
+
+
+def oip_response(served: Served, payload: Any, name: str) -> Response:
+    """The OIP response: JSON, or JSON then raw outputs when the request asks for binary outputs."""
+    body = infer_response(served, payload, name)
+    binary = binary_outputs(payload, [t["name"] for t in body["outputs"]])
+    if not binary:
+        return json_response(body)
+    content, length = encode_binary_response(body, binary)
+    return Response(content, 200, {HEADER: str(length)}, media_type="application/octet-stream")
 
 
 def predict_response(served: Served) -> dict[str, Any]:
