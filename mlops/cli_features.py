@@ -74,6 +74,8 @@ def parse_entity(item: str) -> dict[str, Any]:
     Example:
         >>> parse_entity("city=a,zone=7")
         {'city': 'a', 'zone': 7}
+        >>> parse_entity("zone=¹")
+        {'zone': '¹'}
     """
     row: dict[str, Any] = {}
     for part in item.split(","):
@@ -81,7 +83,8 @@ def parse_entity(item: str) -> dict[str, Any]:
         if not sep:
             raise ValidationError(f"entity {item!r} is malformed: expected key=value[,key=value]")
         check_identifier(key.strip(), "join key")
-        row[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value
+        digits = value.strip().lstrip("-")
+        row[key.strip()] = int(value) if digits.isascii() and digits.isdigit() and len(digits) < 19 else value
     return row
 
 

@@ -46,6 +46,7 @@ from serving.protocol import InputSpec
 from serving.runtimes import RUNTIMES, Runtime, load_runtime
 from storage.errors import IntegrityError, MlopsError, NotFoundError, ValidationError
 from storage.registry.core import Registry
+from storage.registry.reads import version_number
 
 #: What a model is served at when a request names no version, in order.
 DEFAULT_REFS = ("@champion", "production", "latest")
@@ -96,7 +97,11 @@ def normalize_ref(ref: int | str | None) -> int | str | None:
     text = str(ref).strip()
     if not text:
         return None
-    return int(text) if text.isdigit() else text
+    try:
+        number = version_number(text)
+    except ValidationError:
+        return text  # out of range: the registry refuses it with a 400
+    return text if number is None else number
 
 
 class ModelCache:

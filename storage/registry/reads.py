@@ -23,8 +23,42 @@ from storage.registry.records import STAGES, AliasMove, Artifact, Model, ModelVe
 from storage.registry.version_query import VersionQueries, to_version
 
 VersionRef = int | str
-_SEMVER_LIKE = re.compile(r"^v?\d+\.\d+\.\d+")
-_VERSIONISH = re.compile(r"^v?\d+(\.\d*)+$")
+_SEMVER_LIKE = re.compile(r"^v?\d+\.\d+\.\d+", re.ASCII)
+_VERSIONISH = re.compile(r"^v?\d+(\.\d*)+$", re.ASCII)
+#: The largest version number a database column holds (a signed 64-bit integer).
+MAX_VERSION_NUMBER = 2**63 - 1
+
+
+def version_number(ref: object) -> int | None:
+    """The version number ``ref`` names, or None when it is not a number.
+
+    Only ASCII digits count (``'¹'.isdigit()`` is true, yet ``int('¹')`` fails);
+    a number no version can have is a :class:`ValidationError`, not a crash.
+
+    >>> version_number(" 3 "), version_number("¹"), version_number("@champion")
+    (3, None, None)
+    >>> version_number("9" * 30)
+    Traceback (most recent call last):
+    ...
+    storage.errors.ValidationError: version number 999999999999999999999999999999 is out of range
+    """
+    if isinstance(ref, bool):
+        return None
+    if isinstance(ref, int):
+        number = ref
+    else:
+        text = str(ref).strip()
+        if not (text.isascii() and text.isdigit()):
+            return None
+        if len(text) > 30:
+            raise ValidationError(f"version number {text[:30]}... ({len(text)} digits) is out of range")
+        number = int(text)
+    if not 0 <= number <= MAX_VERSION_NUMBER:
+        shown = str(number) if abs(number) < 10**30 else f"of {number.bit_length()} bits"
+        raise ValidationError(f"version number {shown} is out of range")
+    return number
+
+
 _FILTER = re.compile(r"^\s*([A-Za-z0-9_.\-/]+)\s*(>=|<=|==|!=|>|<|=)\s*(\S+)\s*$")
 
 
@@ -110,8 +144,8 @@ class RegistryReads:
         text = str(ref).strip() if not isinstance(ref, int) else ""
         if isinstance(ref, bool):
             raise ValidationError(f"version {ref!r} is not a version number, semver or alias")
-        if isinstance(ref, int) or (text.isascii() and text.isdigit()):
-            number = int(ref)
+        number = version_number(ref)
+        if number is not None:
             query = sa.select(mv.id).where(mv.model_id == model_id, mv.number == number)
             missing = f"model {model!r} has no version {number}"
         elif text == "latest":
@@ -243,9 +277,10 @@ class RegistryReads:
         q = self.queries
         if isinstance(ref, bool):
             raise ValidationError(f"version {ref!r} is not a version number, semver or alias")
+        number = version_number(ref)
+        if number is not None:
+            return q.by_number, {"model": model, "number": number}
         text = str(ref).strip()
-        if isinstance(ref, int) or (text.isascii() and text.isdigit()):
-            return q.by_number, {"model": model, "number": int(ref)}
         if text == "latest":
             return q.latest, {"model": model}
         if text in STAGES:
