@@ -1,4 +1,9 @@
-"""Shared pieces of the ``mlops`` command: options, input parsers, error handling."""
+"""Shared pieces of the ``mlops`` command: options, input parsers, error handling, where state lives.
+
+:func:`open_registry` yields the local registry, or a client of the platform
+service when ``MLOPS_API_URL`` is set (see :mod:`mlops._remote`);
+:func:`open_local_registry` is for commands that need this machine's database.
+"""
 
 from __future__ import annotations
 
@@ -6,38 +11,71 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.text import Text
 from typer.core import TyperGroup
 
 from blocks.settings import get_settings
+from mlops import _remote as remote
 from mlops import _render as render
 from storage.audit import AuditLog
 from storage.db import Database
 from storage.errors import MlopsError, ValidationError
 from storage.registry.core import Registry
 
+if TYPE_CHECKING:
+    from mlops.client_extras import ServiceClient
+
 PACKAGE = "dwcp-mlops"
 
 
 class ErrorReportingGroup(TyperGroup):
-    """The root group: turns expected errors into ``error: ...`` and exit code 1."""
+    """The root group: turns expected errors into ``error: ...`` and exit code 1.
+
+    With ``MLOPS_API_URL`` set, a command that needs this machine's database
+    or files is refused before it runs (``--help`` still works).
+    """
 
     # ``ctx`` is typer's vendored click Context; typer does not export that base class.
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta["mlops.args"] = list(args)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: Any) -> Any:
         try:
+            path, rest = self.command_path(ctx, ctx.meta.get("mlops.args", []))
+            if "--help" not in rest:
+                remote.refuse_local_command(path)
             return super().invoke(ctx)
         except (MlopsError, OSError) as exc:
             fail(str(exc))
+
+    def command_path(self, ctx: Any, args: Sequence[str]) -> tuple[list[str], list[str]]:
+        """The command names at the start of ``args`` (``["registry", "create"]``) and what follows."""
+        path: list[str] = []
+        command: Any = self
+        rest = list(args)
+        while rest and isinstance(command, TyperGroup) and not rest[0].startswith("-"):
+            command = command.get_command(ctx, rest[0])
+            if command is None:
+                break
+            path.append(rest.pop(0))
+        return path, rest
 
 
 # ------------------------------------------------------------ shared options
 NameArg = Annotated[str, typer.Argument(help="Model name.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")]
 ActorOpt = Annotated[
-    str | None, typer.Option("--actor", help="Who makes the change (default: $MLOPS_USER or the login name).")
+    str | None,
+    typer.Option(
+        "--actor",
+        help="Who makes the change (default: $MLOPS_USER or the login name; "
+        "through the platform service, the API key's owner).",
+        callback=lambda value: remote.check_acting_as(value, "--actor"),
+    ),
 ]
 TagsOpt = Annotated[list[str] | None, typer.Option("--tag", help="Tag as key=value (repeatable).")]
 TagFilterOpt = Annotated[
@@ -137,8 +175,27 @@ def check_choice(value: str, choices: Sequence[str], what: str) -> str:
 
 
 @contextmanager
-def open_registry() -> Iterator[Registry]:
-    """The registry ``MLOPS_*`` points at, closed again after the command."""
+def open_registry() -> Iterator[Registry | ServiceClient]:
+    """The registry ``MLOPS_*`` points at, or the service at ``MLOPS_API_URL``; closed after the command."""
+    if remote.api_url():
+        client = remote.open_client()
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    with open_local_registry() as registry:
+        yield registry
+
+
+@contextmanager
+def open_local_registry() -> Iterator[Registry]:
+    """The registry of the metadata database ``MLOPS_*`` points at, closed again after the command."""
+    if remote.api_url():  # the root group refuses such commands first; this keeps the rule at the source
+        raise ValidationError(
+            f"this command needs the metadata database on this machine, and {remote.API_URL_ENV} is set: "
+            "unset it to work on a local MLOPS_HOME"
+        )
     registry = Registry.from_settings()
     try:
         yield registry
@@ -147,8 +204,15 @@ def open_registry() -> Iterator[Registry]:
 
 
 @contextmanager
-def open_audit_log() -> Iterator[AuditLog]:
-    """The audit log of the metadata database ``MLOPS_*`` points at."""
+def open_audit_log() -> Iterator[AuditLog | remote.RemoteAuditLog]:
+    """The audit log of the metadata database ``MLOPS_*`` points at, or the service's."""
+    if remote.api_url():
+        client = remote.open_client()
+        try:
+            yield remote.RemoteAuditLog(client)
+        finally:
+            client.close()
+        return
     db = Database(get_settings().resolved_database_url())
     try:
         yield AuditLog(db)

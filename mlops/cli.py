@@ -11,6 +11,10 @@ Example::
     mlops registry register fraud --framework sklearn --file model.skops --metric auc=0.93
     mlops registry stage fraud 1 staging --reason "passed offline eval"
     mlops registry versions fraud --metric "auc>=0.9" --json
+
+With ``MLOPS_API_URL`` and ``MLOPS_API_KEY`` set, the registry, approvals,
+reviewers, audit, lineage and keys commands talk to the platform service
+(``mlops server``) instead of a local database (see :mod:`mlops._remote`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from mlops.cli_governance import erase, lineage_app
 from mlops.cli_monitoring import alerts_app, monitor_app
 from mlops.cli_ops import down, status, up
 from mlops.cli_registry import registry_app
+from mlops.cli_server import keys_app, server, whoami
 from mlops.cli_serving import serve
 from mlops.cli_training import train
 
@@ -61,6 +66,10 @@ registry_app.command("rollback")(rollback)
 app.command("up")(up)
 app.command("down")(down)
 app.command("status")(status)
+app.command("server")(server)
+app.command("ui", help="Alias of `mlops server`: the platform service and its console.")(server)
+app.add_typer(keys_app, name="keys")
+app.command("whoami")(whoami)
 
 
 # ------------------------------------------------------------------- root

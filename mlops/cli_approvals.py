@@ -3,7 +3,9 @@
 Decisions made here are recorded in the metadata database; a ``promote-model``
 run that waits for the request is then resumed through Prefect's API and
 carries out the promotion. A request opened from the command line (no run
-waits) is carried out here once it has enough approvals.
+waits) is carried out here once it has enough approvals. Through the platform
+service (``MLOPS_API_URL``) the service does all of this, and the API key's
+owner is the reviewer.
 """
 
 from __future__ import annotations
@@ -16,13 +18,20 @@ from rich.table import Table
 
 from mlops import _render as render
 from mlops._cli_common import ActorOpt, JsonOpt, NameArg, ReasonOpt, open_registry, say
-from storage.registry.approvals import ApprovalRequest, ApprovalStore, Decision
+from mlops._remote import approvals_of, decide_request, open_promotion_request
+from storage.registry.approvals import ApprovalRequest, Decision
 
 approvals_app = typer.Typer(no_args_is_help=True, help="Approval requests for stage moves.")
 reviewers_app = typer.Typer(no_args_is_help=True, help="Reviewers and their roles.")
 
 RequestArg = Annotated[int, typer.Argument(help="Approval request id.")]
-ReviewerOpt = Annotated[str, typer.Option("--reviewer", help="Your reviewer name.")]
+ReviewerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--reviewer",
+        help="Your reviewer name (required locally; through the platform service, the API key's owner).",
+    ),
+]
 CommentOpt = Annotated[str, typer.Option("--comment", help="Why: kept in the audit log.")]
 PolicyOpt = Annotated[str | None, typer.Option("--policy-block", help="Saved MLOps Approval Policy block.")]
 
@@ -45,11 +54,9 @@ def _requests_table(requests: list[ApprovalRequest]) -> Table:
     return table
 
 
-def _decide(request_id: int, reviewer: str, decision: Decision, comment: str, as_json: bool) -> None:
-    from tasks.registry.promotion import decide
-
+def _decide(request_id: int, reviewer: str | None, decision: Decision, comment: str, as_json: bool) -> None:
     with open_registry() as registry:
-        request, run_state = decide(ApprovalStore(registry), request_id, reviewer, decision, comment)
+        request, run_state, reviewer = decide_request(registry, request_id, reviewer, decision, comment)
     if as_json:
         render.emit_json(request.to_dict() | {"flow_run": run_state})
         return
@@ -67,14 +74,14 @@ def _decide(request_id: int, reviewer: str, decision: Decision, comment: str, as
 
 
 def approve(
-    request_id: RequestArg, reviewer: ReviewerOpt, comment: CommentOpt = "", as_json: JsonOpt = False
+    request_id: RequestArg, reviewer: ReviewerOpt = None, comment: CommentOpt = "", as_json: JsonOpt = False
 ) -> None:
     """Approve a pending request (resumes the promote-model run that waits for it)."""
     _decide(request_id, reviewer, "approve", comment, as_json)
 
 
 def reject(
-    request_id: RequestArg, reviewer: ReviewerOpt, comment: CommentOpt = "", as_json: JsonOpt = False
+    request_id: RequestArg, reviewer: ReviewerOpt = None, comment: CommentOpt = "", as_json: JsonOpt = False
 ) -> None:
     """Reject a pending request: one rejection ends it."""
     _decide(request_id, reviewer, "reject", comment, as_json)
@@ -91,17 +98,9 @@ def request_promotion(
     as_json: JsonOpt = False,
 ) -> None:
     """Open a request without a flow: gates are checked now, reviewers decide with `mlops approve`."""
-    from tasks.registry.promotion import request_promotion as open_request
-
     with open_registry() as registry:
-        request = open_request(
-            registry,
-            name,
-            ref,
-            stage,
-            requested_by=actor or registry.actor,
-            reason=reason,
-            policy_block=policy_block,
+        request = open_promotion_request(
+            registry, name, ref, stage, requested_by=actor, reason=reason, policy_block=policy_block
         )
     if as_json:
         render.emit_json(request.to_dict())
@@ -121,7 +120,7 @@ def list_requests(
 ) -> None:
     """List approval requests, newest first."""
     with open_registry() as registry:
-        requests = ApprovalStore(registry).list(status="pending" if pending else None, model=model)
+        requests = approvals_of(registry).list(status="pending" if pending else None, model=model)
     if as_json:
         render.emit_json([r.to_dict() for r in requests])
     else:
@@ -134,7 +133,7 @@ def show_request(request_id: RequestArg, as_json: JsonOpt = False) -> None:
     from tasks.registry.promotion import promotion_markdown
 
     with open_registry() as registry:
-        request = ApprovalStore(registry).get(request_id)
+        request = approvals_of(registry).get(request_id)
     if as_json:
         render.emit_json(request.to_dict())
     else:
@@ -149,7 +148,7 @@ def add_reviewer(
 ) -> None:
     """Register a reviewer with roles."""
     with open_registry() as registry:
-        ApprovalStore(registry).set_reviewer(name, role, actor=actor)
+        approvals_of(registry).set_reviewer(name, role, actor=actor)
     say(f"reviewer {name}: {', '.join(role)}")
 
 
@@ -157,7 +156,7 @@ def add_reviewer(
 def list_reviewers(as_json: JsonOpt = False) -> None:
     """List reviewers and their roles."""
     with open_registry() as registry:
-        found = ApprovalStore(registry).reviewers()
+        found = approvals_of(registry).reviewers()
     if as_json:
         render.emit_json(found)
         return

@@ -21,7 +21,7 @@ import typer
 from rich.table import Table
 
 from mlops import _render as render
-from mlops._cli_common import JsonOpt, NameArg, open_registry, say
+from mlops._cli_common import JsonOpt, NameArg, open_local_registry, say
 from storage.governance.attestations import AttestationStore
 
 if TYPE_CHECKING:  # the rule engine imports Prefect: loaded only by the commands that use it
@@ -70,7 +70,7 @@ def check(
     """Score a version against compliance frameworks; list failing rules and their remedies."""
     from tasks.governance.compliance import check_compliance, record_compliance
 
-    with open_registry() as registry:
+    with open_local_registry() as registry:
         report = check_compliance(registry, name, ref, framework or None, rules_dir=rules_dir)
         if record:
             record_compliance(registry, report)
@@ -119,7 +119,7 @@ def attest(
 
     known = load_frameworks(rules_dir)
     fw = resolve_framework(framework, known)
-    with open_registry() as registry:
+    with open_local_registry() as registry:
         store = AttestationStore(registry, known_rules=known_rules(known))
         found = store.attest(
             fw.framework, rule, attested_by=by, statement=statement, expires_in_days=days, model=model
@@ -136,7 +136,7 @@ def risk(name: NameArg, as_json: JsonOpt = False) -> None:
     """Show the model's EU AI Act risk level, why, and its obligations."""
     from tasks.governance.risk import model_risk
 
-    with open_registry() as registry:
+    with open_local_registry() as registry:
         found = model_risk(registry, name)
     if found is None:
         if as_json:

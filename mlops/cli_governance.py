@@ -1,8 +1,9 @@
 """``mlops lineage`` (datasets and model lineage) and ``mlops erase`` (the right to erasure).
 
-Read commands take ``--json`` and then print only JSON on stdout. Errors the
-platform raises on purpose become ``error: <message>`` on stderr and exit
-code 1 (the root group handles them).
+Read commands take ``--json`` and then print only JSON on stdout; they also
+work through the platform service (``MLOPS_API_URL``). Errors the platform
+raises on purpose become ``error: <message>`` on stderr and exit code 1 (the
+root group handles them).
 
 Example::
 
@@ -25,7 +26,8 @@ from rich.text import Text
 from rich.tree import Tree
 
 from mlops import _render as render
-from mlops._cli_common import ActorOpt, JsonOpt, NameArg, open_registry, parse_pairs, say
+from mlops._cli_common import ActorOpt, JsonOpt, NameArg, open_local_registry, open_registry, parse_pairs, say
+from mlops._remote import lineage_of
 from storage.governance.lineage import DataAsset, LineageStore
 
 lineage_app = typer.Typer(no_args_is_help=True, help="Data lineage: datasets, who used them, model lineage.")
@@ -79,7 +81,7 @@ def register_dataset(
     as_json: JsonOpt = False,
 ) -> None:
     """Register a dataset with its source, owner, PII flag, retention and transformations."""
-    with open_registry() as registry:
+    with open_local_registry() as registry:
         asset = LineageStore(registry).register_dataset(
             name,
             uri=uri,
@@ -101,7 +103,7 @@ def register_dataset(
 def list_datasets(as_json: JsonOpt = False) -> None:
     """List registered datasets."""
     with open_registry() as registry:
-        assets = LineageStore(registry).list_datasets()
+        assets = lineage_of(registry).list_datasets()
     if as_json:
         render.emit_json([a.to_dict() for a in assets])
     else:
@@ -112,7 +114,7 @@ def list_datasets(as_json: JsonOpt = False) -> None:
 def show_dataset(name: DatasetArg, as_json: JsonOpt = False) -> None:
     """Show a dataset and the feature groups, model versions and datasets that used it."""
     with open_registry() as registry:
-        found = LineageStore(registry).dataset_lineage(name)
+        found = lineage_of(registry).dataset_lineage(name)
     if as_json:
         render.emit_json(found)
         return
@@ -169,7 +171,7 @@ def _version_node(root: Tree, v: dict[str, Any]) -> None:
 def show_model(name: NameArg, as_json: JsonOpt = False) -> None:
     """Show each version's datasets (PII, retention, source), feature groups, run and approvals."""
     with open_registry() as registry:
-        found = LineageStore(registry).model_lineage(name)
+        found = lineage_of(registry).model_lineage(name)
     if as_json:
         render.emit_json(found)
         return

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from mlops import _render as render
-from mlops._cli_common import JsonOpt, NameArg, open_registry, say
+from mlops._cli_common import JsonOpt, NameArg, open_local_registry, say
 from storage.errors import ValidationError
 from storage.monitoring.alerts import Alert, AlertStore, health_score
 
@@ -67,7 +67,7 @@ def report(
     """Drift, performance, open alerts, health score and feature importance of a version."""
     from tasks.monitoring.report import evidently_html, monitoring_report, report_markdown
 
-    with open_registry() as registry:
+    with open_local_registry() as registry:
         found = monitoring_report(registry, name, version)
         if evidently:
             found["evidently_html"] = str(evidently_html(registry, name, found["version"], out_dir))
@@ -86,7 +86,7 @@ def list_alerts(
     as_json: JsonOpt = False,
 ) -> None:
     """Open alerts (or all), newest first, with the health score per model."""
-    with open_registry() as registry:
+    with open_local_registry() as registry:
         store = AlertStore(registry)
         alerts = store.list(model=model, status=None if all_alerts else "open")
         open_by_model: dict[str, list[Alert]] = {}
@@ -119,6 +119,6 @@ def list_alerts(
 @alerts_app.command("resolve")
 def resolve(alert_id: Annotated[int, typer.Argument(help="Alert id.")]) -> None:
     """Close an alert; the same finding later opens a new one."""
-    with open_registry() as registry:
+    with open_local_registry() as registry:
         alert = AlertStore(registry).resolve(alert_id)
     say(f"resolved alert {alert.id} ({alert.kind} {alert.subject} on {alert.model})")
