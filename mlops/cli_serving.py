@@ -1,4 +1,4 @@
-"""``mlops serve``: run the model server (Open Inference Protocol, records API, metrics).
+"""``mlops serve``: run the model server (Open Inference Protocol over HTTP and gRPC, records API, metrics).
 
 Options override the ``MLOPS_SERVE_*`` environment; keys given on the command
 line are visible in the process list, so prefer ``MLOPS_SERVE_API_KEYS`` and
@@ -15,6 +15,9 @@ import typer
 def serve(
     host: Annotated[str | None, typer.Option("--host", help="Interface to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option("--port", help="TCP port (default 8080).")] = None,
+    grpc_port: Annotated[
+        int | None, typer.Option("--grpc-port", help="Also serve the Open Inference Protocol over gRPC here.")
+    ] = None,
     api_key: Annotated[
         list[str] | None, typer.Option("--api-key", help="Accepted inference key (repeatable).")
     ] = None,
@@ -57,6 +60,7 @@ def serve(
     overrides: dict[str, Any] = {
         "host": host,
         "port": port,
+        "grpc_port": grpc_port,
         "api_keys": api_key or None,
         "admin_key": admin_key,
         "models": model or None,
@@ -75,6 +79,10 @@ def serve(
     typer.echo(
         f"serving on http://{settings.host}:{settings.port} (API keys {'on' if settings.api_keys else 'off'})"
     )
+    if settings.grpc_port is not None:
+        typer.echo(f"gRPC (Open Inference Protocol) on {settings.host}:{settings.grpc_port}")
+    if (replicas or autoscale) and settings.grpc_port is not None:
+        raise typer.BadParameter("--grpc-port is served by one process: leave out --replicas and --autoscale")
     if replicas or autoscale:
         from serving.replicas import run_supervised
 

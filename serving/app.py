@@ -22,6 +22,9 @@ route                                                    does
 ``/admin/...``                                           traffic administration (endpoints)
 =======================================================  ==========================================
 
+With ``grpc_port`` set, the same inference is served over gRPC
+(:mod:`serving.grpc_server`), started and stopped with the app.
+
 ``name`` is an endpoint when the traffic router knows one by that name and the
 URL names no version: the router picks the variant (sticky by the
 ``X-Request-Key`` header or ``parameters.request_key``) and mirrors shadows.
@@ -154,9 +157,18 @@ def create_app(settings: ServeSettings | None = None, *, registry: Registry | No
         if not settings.models:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(task), timeout=30)
+        grpc_server = None
+        if settings.grpc_port is not None:
+            from serving.grpc_server import start_grpc_server
+
+            grpc_server, state.grpc_port = await start_grpc_server(
+                state, settings.host, settings.grpc_port, app.version
+            )
         try:
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop(grace=5)
             with contextlib.suppress(Exception):
                 await task
             await run_in_threadpool(state.close)

@@ -19,16 +19,27 @@ Example:
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
+from typing import Protocol
 
 from fastapi import Request
 
 from serving.config import ServeSettings
 from serving.protocol import RequestError
 
-__all__ = ["check_admin_key", "check_key", "key_from", "require_admin", "require_api_key"]
+__all__ = ["HasHeaders", "check_admin_key", "check_key", "key_from", "require_admin", "require_api_key"]
 
 
-def key_from(request: Request) -> str | None:
+class HasHeaders(Protocol):
+    """Anything with request headers: an HTTP request, or a gRPC call's metadata (lower-case keys)."""
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The headers, looked up by lower-case name."""
+        ...
+
+
+def key_from(request: HasHeaders) -> str | None:
     """The key a request carries (``Authorization: Bearer`` or ``X-API-Key``), if any."""
     auth = request.headers.get("authorization")
     if auth:

@@ -40,6 +40,8 @@ class ServeSettings(BaseSettings):
     Attributes:
         host: Interface to bind (``MLOPS_SERVE_HOST``).
         port: TCP port (``MLOPS_SERVE_PORT``).
+        grpc_port: TCP port of the Open Inference Protocol over gRPC
+            (``MLOPS_SERVE_GRPC_PORT``); None serves HTTP only, 0 a free port.
         api_keys: Keys accepted for inference (``MLOPS_SERVE_API_KEYS``); when
             empty, inference needs no key.
         admin_key: Key for the admin (traffic) API (``MLOPS_SERVE_ADMIN_KEY``);
@@ -66,6 +68,7 @@ class ServeSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    grpc_port: int | None = Field(default=None, ge=0, le=65535)
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     admin_key: str | None = None
     trust_pickle: bool = False

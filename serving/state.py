@@ -27,7 +27,7 @@ from fastapi import Request
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from serving.auth import check_key, key_from
+from serving.auth import HasHeaders, check_key, key_from
 from serving.binary import HEADER, header_length, parse_binary_request
 from serving.config import ServeSettings
 from serving.metrics import ServingMetrics
@@ -109,6 +109,7 @@ class ServerState:
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
     )
     shadow_waiting: int = 0
+    grpc_port: int | None = None
 
     # ------------------------------------------------------------ requests
     async def read_body(self, request: Request) -> bytes:
@@ -144,7 +145,7 @@ class ServerState:
         except orjson.JSONDecodeError as exc:
             raise RequestError(f"malformed JSON: {exc}") from None
 
-    def authorize(self, request: Request) -> None:
+    def authorize(self, request: HasHeaders) -> None:
         """Refuse a request without a valid API key (when keys are configured)."""
         if self.settings.api_keys:
             error = check_key(self.settings, key_from(request))
@@ -152,7 +153,7 @@ class ServerState:
                 raise error
 
     @staticmethod
-    def request_id(request: Request, payload: Any) -> str:
+    def request_id(request: HasHeaders, payload: Any) -> str:
         """The OIP ``id``, else the ``X-Request-Id`` header, else a new id."""
         found = payload.get("id") if isinstance(payload, Mapping) else None
         if found is None:
@@ -168,7 +169,7 @@ class ServerState:
         return text
 
     @staticmethod
-    def request_key(request: Request, payload: Any) -> str | None:
+    def request_key(request: HasHeaders, payload: Any) -> str | None:
         """The sticky-routing key: ``X-Request-Key`` or ``parameters.request_key``."""
         key = request.headers.get("x-request-key")
         if key is None and isinstance(payload, Mapping):
@@ -196,7 +197,7 @@ class ServerState:
 
     async def serve(
         self,
-        request: Request,
+        request: HasHeaders,
         name: str,
         version: str | None,
         payload: Any,
@@ -246,6 +247,12 @@ class ServerState:
         """Hand a batch to the prediction log writer (never blocks)."""
         if self.writer is not None:
             self.writer.submit(item)
+
+    def observe(self, served: Served) -> None:
+        """Tell the router how a routed request went (what :meth:`after` does once a response is sent)."""
+        route = served.route
+        if route is not None:
+            self.router.observe(route.endpoint, route.variant, route.target, served.latency_ms, True)
 
     def after(self, served: Served) -> BackgroundTask | None:
         """What runs once the response is sent: the router's observation."""
