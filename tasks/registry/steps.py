@@ -6,6 +6,13 @@ records, so flows pass names and numbers rather than connections. Creating a
 version is idempotent per task run: a retry returns the version the first try
 created. The flow run id and the code version are recorded automatically.
 
+When the block's ``api_url`` (or, without a block, ``MLOPS_API_URL``) names a
+platform service, these tasks go through it with the block's ``api_key`` (or
+``MLOPS_API_KEY``): a Prefect worker then needs no database URL and no
+artifact store, files are uploaded through the API, and the key's owner is
+the actor. Steps that need the database itself (approval stores, reports,
+profiles) refuse with an error naming the service.
+
 Example:
     >>> from prefect import flow
     >>> from tasks.registry.steps import register_model_version
@@ -23,37 +30,89 @@ import functools
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 from prefect import task
 from prefect.runtime import flow_run, task_run
 
 from blocks.registry import RegistryBlock
 from blocks.settings import get_settings
+from storage.errors import ValidationError
 from storage.registry.compare import Comparison, Direction
 from storage.registry.core import ArtifactSource, Registry, VersionRef
 from storage.registry.records import AliasMove, ModelVersion, VerifyReport
 
+if TYPE_CHECKING:
+    from mlops.client_extras import ServiceClient
 
-def open_registry(block_name: str | None = None) -> Registry:
+REMOTE_TASKS = (
+    "register-model-version, transition-version-stage, move-alias, compare-model-versions, "
+    "verify-model-version, load-model-artifact"
+)
+
+
+@overload
+def open_registry(block_name: str | None = None) -> Registry: ...
+
+
+@overload
+def open_registry(block_name: str | None = None, *, remote: Literal[True]) -> Registry | ServiceClient: ...
+
+
+def open_registry(block_name: str | None = None, *, remote: bool = False) -> Registry | ServiceClient:
     """The registry a saved RegistryBlock describes, or the one ``MLOPS_*`` points at.
 
-    Registries are kept per location, so the tasks of a flow share one set of
-    connection pools instead of opening (and schema-checking) a database each.
+    With ``remote=True``, a block with ``api_url`` (or ``MLOPS_API_URL`` when
+    no block is named) gives a client of that platform service instead, with
+    the registry's method names. Without it, a configured service is an
+    error: the caller needs the database itself.
+
+    Registries (and clients) are kept per location, so the tasks of a flow
+    share one set of connection pools instead of opening (and schema-checking)
+    a database each.
     """
-    if block_name:
-        block = RegistryBlock.load(block_name)
-        settings = block.to_settings()  # type: ignore[union-attr]
-    else:
-        settings = get_settings()
+    block = cast(RegistryBlock, RegistryBlock.load(block_name)) if block_name else None
+    service = _service_of(block, block_name)
+    if service is not None:
+        url, key, source = service
+        if not remote:
+            raise ValidationError(
+                f"this step needs the metadata database and artifact store themselves, and {source} "
+                f"names the platform service {url}: through the service only the registry tasks run "
+                f"({REMOTE_TASKS}). Run this step with a RegistryBlock (or MLOPS_*) that names the database"
+            )
+        if not key:
+            raise ValidationError(f"{source} names the platform service {url} but no API key is given")
+        return _client_at(url, key, os.environ.get("MLOPS_API_CA_BUNDLE") or True)
+    settings = block.to_settings() if block is not None else get_settings()
     return _registry_at(
         settings.resolved_database_url(), settings.resolved_artifact_root(), settings.resolved_user()
     )
 
 
+def _service_of(block: RegistryBlock | None, block_name: str | None) -> tuple[str, str, str] | None:
+    """(url, key, where it was configured) of the platform service to use, or None for the database."""
+    if block is not None:
+        if not block.api_url:
+            return None
+        key = block.api_key.get_secret_value() if block.api_key else ""
+        return block.api_url, key, f"RegistryBlock {block_name!r} (api_url)"
+    url = os.environ.get("MLOPS_API_URL", "").strip()
+    if not url:
+        return None
+    return url, os.environ.get("MLOPS_API_KEY", "").strip(), "MLOPS_API_URL"
+
+
 @functools.lru_cache(maxsize=16)
 def _registry_at(database_url: str, artifact_root: str, actor: str) -> Registry:
     return Registry.open(database_url, artifact_root, actor=actor)
+
+
+@functools.lru_cache(maxsize=16)
+def _client_at(url: str, api_key: str, verify: bool | str) -> ServiceClient:
+    from mlops.client_extras import ServiceClient
+
+    return ServiceClient(url, api_key, verify=verify)
 
 
 def code_version() -> str | None:
@@ -96,7 +155,7 @@ def register_model_version(
     registry_block: str | None = None,
 ) -> ModelVersion:
     """Register a new version (and the model itself when ``create_model``)."""
-    registry = open_registry(registry_block)
+    registry = open_registry(registry_block, remote=True)
     if create_model:
         registry.ensure_model(model)
     run_id = _current(lambda: task_run.id)
@@ -133,7 +192,7 @@ def transition_version_stage(
     registry_block: str | None = None,
 ) -> ModelVersion:
     """Move a version to another stage (and optionally an alias with it)."""
-    registry = open_registry(registry_block)
+    registry = open_registry(registry_block, remote=True)
     current = registry.get_version(model, version)
     if current.stage == stage:  # a retry after a committed move
         return current
@@ -151,7 +210,9 @@ def move_alias(
     registry_block: str | None = None,
 ) -> AliasMove:
     """Point an alias at a version."""
-    return open_registry(registry_block).set_alias(model, alias, version, reason=reason, actor=actor)
+    return open_registry(registry_block, remote=True).set_alias(
+        model, alias, version, reason=reason, actor=actor
+    )
 
 
 @task(name="compare-model-versions")
@@ -167,7 +228,7 @@ def compare_model_versions(
     registry_block: str | None = None,
 ) -> Comparison:
     """Compare versions and pick a winner by the primary metric."""
-    return open_registry(registry_block).compare(
+    return open_registry(registry_block, remote=True).compare(
         model,
         versions,
         primary=primary,
@@ -183,7 +244,7 @@ def verify_model_version(
     model: str, version: VersionRef, *, registry_block: str | None = None
 ) -> VerifyReport:
     """Re-hash every artifact of a version."""
-    return open_registry(registry_block).verify_version(model, version)
+    return open_registry(registry_block, remote=True).verify_version(model, version)
 
 
 @task(name="load-model-artifact", retries=2, retry_delay_seconds=1)
@@ -191,4 +252,4 @@ def load_model_artifact(
     model: str, version: VersionRef, name: str, *, registry_block: str | None = None
 ) -> bytes:
     """The verified bytes of one artifact of a version."""
-    return open_registry(registry_block).load_artifact(model, version, name)
+    return open_registry(registry_block, remote=True).load_artifact(model, version, name)
