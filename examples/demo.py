@@ -1,8 +1,9 @@
-"""``make demo``: the platform's three seed use cases, end to end, on embedded defaults.
+"""``make demo``: the platform's seed use cases and the shared service, end to end, on embedded defaults.
 
 1. fraud detection (``examples.fraud_detection``),
 2. recommendations with an A/B test (``examples.recommendations``),
-3. healthcare diagnosis (``examples.healthcare``).
+3. healthcare diagnosis (``examples.healthcare``),
+4. a team sharing the platform service (``examples.team_platform``).
 
 Each use case gets its own folder under ``MLOPS_HOME`` (default ``./.mlops``),
 emptied first, so the demo can run again; every result's path is printed. A
@@ -21,7 +22,7 @@ from typing import Any
 
 from rich.console import Console
 
-from examples import fraud_detection, healthcare, recommendations
+from examples import fraud_detection, healthcare, recommendations, team_platform
 
 STEPS: list[tuple[str, str, Callable[[], Any]]] = [
     (
@@ -38,6 +39,11 @@ STEPS: list[tuple[str, str, Callable[[], Any]]] = [
         "healthcare",
         "healthcare diagnosis: 10-fold CV bar, approvals, explained predictions, drift, HIPAA + AI Act",
         healthcare.main,
+    ),
+    (
+        "team",
+        "a team shares the platform: mlops server, keys, remote registration, two reviewers, console",
+        team_platform.main,
     ),
 ]
 

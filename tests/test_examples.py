@@ -55,6 +55,18 @@ def test_healthcare_use_case(capsys: pytest.CaptureFixture[str]) -> None:
     )
 
 
+@pytest.mark.slow
+def test_team_platform_use_case(capsys: pytest.CaptureFixture[str]) -> None:
+    from examples import team_platform
+
+    result = team_platform.main()
+    out = capsys.readouterr().out
+    assert result["stage"] == "production" and result["audit_ok"] and result["console_shows"]
+    assert result["actors"] >= {"admin", "dana", "rui", "sam"}
+    assert result["laptop"] == ["model.json"]  # the remote side kept no database and no store
+    assert "mlops server stopped (exit code 0)" in out
+
+
 @pytest.mark.usefixtures("prefect_harness")
 def test_the_lifecycle_in_ten_lines_runs_and_the_readme_shows_it() -> None:
     from pathlib import Path
