@@ -64,7 +64,7 @@ def historical(
     timestamp_column: str = "event_timestamp",
     full_names: bool = False,
 ) -> pd.DataFrame:
-    """Point-in-time join in memory: ``entity_df`` plus one column per feature.
+    """Point-in-time join in memory: ``entity_df`` (its index kept) plus one column per feature.
 
     Args:
         con: The DuckDB connection to join on (the caller closes it).
@@ -81,7 +81,7 @@ def historical(
     names = output_names(specs, full_names, list(out.columns))
     keys = list(dict.fromkeys(k for g, _ in specs for k in g.join_keys))
     left = pd.DataFrame({k: need(entity_df, k, "entity_df").reset_index(drop=True) for k in keys})
-    left["__ts"], left["__row"] = ts, np.arange(len(left), dtype=np.int64)
+    left["__ts"], left["__row"] = ts.to_numpy(), np.arange(len(left), dtype=np.int64)  # by position
     con.register("entity_rows", pa.Table.from_pandas(left, preserve_index=False))
     query = join_query(con, source, specs, ts.min(), ts.max()) if len(left) else None
     try:
@@ -101,6 +101,7 @@ def historical(
             else:
                 out[names[i]] = decode(f, pd.Series(take_column(frame[f"__f{i}"], inverse), copy=False))
             i += 1
+    out.index = entity_df.index  # rows are in entity order: the caller's index joins them back
     return out
 
 

@@ -258,13 +258,21 @@ class FeatureStore:
 
     def get_online_features(
         self,
-        entity_rows: Sequence[Mapping[str, Any]],
-        features: Sequence[str],
+        entity_rows: Sequence[Mapping[str, Any]] | None = None,
+        features: Sequence[str] | None = None,
         *,
         full_names: bool = False,
         now: datetime | None = None,
     ) -> OnlineFeatures:
-        """The newest materialized values per entity row, flagged ``stale`` past the TTL."""
+        """The newest materialized values per entity row, flagged ``stale`` past the TTL.
+
+        Takes ``(entity_rows, features)`` by position, or Feast's keyword order
+        ``features=..., entity_rows=...``; arguments of the wrong kind (features
+        first by position, one string, rows that are not mappings) are a
+        ValidationError that says what each argument must be.
+        """
+        check_online_arguments(entity_rows, features)
+        assert entity_rows is not None and features is not None
         specs = self.resolve(features, cached=True)
         now_us = _us(_utc(now) or datetime.now(UTC))
         rows = [dict(r) for r in entity_rows]
@@ -329,6 +337,44 @@ class FeatureStore:
                 flow_run_id=flow_run_id,
             )
         return out
+
+
+def check_online_arguments(entity_rows: Any, features: Any) -> None:
+    """Refuse online-read arguments of the wrong kind, naming what each must be.
+
+    Example:
+        >>> check_online_arguments([{"driver_id": 7}], ["trips:fare"])
+        >>> check_online_arguments(["trips:fare"], [{"driver_id": 7}])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        storage.errors.ValidationError: entity_rows must be ... got a list of feature references: ...
+    """
+    hint = (
+        "the arguments are (entity_rows, features) by position; "
+        "pass features=..., entity_rows=... by keyword in Feast's order"
+    )
+    if entity_rows is None or features is None:
+        missing = "entity_rows" if entity_rows is None else "features"
+        raise ValidationError(f"get_online_features needs {missing}: {hint}")
+    if isinstance(entity_rows, str | bytes | Mapping) or not isinstance(entity_rows, Sequence):
+        what = "one mapping" if isinstance(entity_rows, Mapping) else type(entity_rows).__name__
+        raise ValidationError(f"entity_rows must be a list of {{join key: value}} mappings, got {what}")
+    bad_row = next((r for r in entity_rows if not isinstance(r, Mapping)), None)
+    if bad_row is not None:
+        got = "a list of feature references" if isinstance(bad_row, str) else f"a {type(bad_row).__name__}"
+        raise ValidationError(
+            f"entity_rows must be a list of {{join key: value}} mappings, got {got}: {hint}"
+        )
+    if isinstance(features, str | bytes) or not isinstance(features, Sequence):
+        raise ValidationError(
+            f"features must be a non-empty list of 'group:feature' references, got {type(features).__name__}"
+        )
+    bad = next((f for f in features if not isinstance(f, str)), None)
+    if bad is not None:
+        got = "entity rows" if isinstance(bad, Mapping) else f"a {type(bad).__name__}"
+        raise ValidationError(
+            f"features must be a non-empty list of 'group:feature' references, got {got}: {hint}"
+        )
 
 
 def fill_request_features(

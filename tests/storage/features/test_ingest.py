@@ -197,3 +197,16 @@ def test_batch_spanning_dates_is_visible_all_at_once(
     store.ingest("trips", _batch())
     assert len(store.offline.files("trips")) == 2
     assert len(store.get_features_in_range(["trips:fare"]).frame) == 4
+
+
+def test_historical_keeps_the_entity_frames_index(store: FeatureStore) -> None:
+    store.ingest("trips", _batch())
+    entities = pd.DataFrame(
+        {"driver_id": [1, 0, 1], "event_timestamp": [T0 + pd.Timedelta(days=1, hours=4)] * 3},
+        index=[30, 10, 20],
+    )
+    frame = store.get_historical_features(entities, ["trips:fare"]).frame
+    assert frame.index.tolist() == [30, 10, 20]
+    assert frame["driver_id"].tolist() == [1, 0, 1]
+    joined = entities.join(frame[["fare"]])  # joining back by index lines rows up
+    assert joined["fare"].tolist() == frame["fare"].tolist() == [2.0, pytest.approx(5 / 3), 2.0]

@@ -159,3 +159,19 @@ def test_sqlite_store_keeps_the_newer_record(tmp_path: Path) -> None:
     online.set_watermark("g", 100)
     online.set_watermark("g", 50)
     assert online.watermark("g") == 100 and online.count("g") == 2
+
+
+def test_feast_keyword_order_and_wrong_argument_types(store: FeatureStore) -> None:
+    store.ingest("trips", _rows([1], [0], [10.0]))
+    store.materialize("trips", end=T0 + timedelta(hours=1))
+    by_keyword = store.get_online_features(features=["trips:fare"], entity_rows=[{"driver_id": 1}], now=T0)
+    assert by_keyword.rows == store.get_online_features([{"driver_id": 1}], ["trips:fare"], now=T0).rows
+    with pytest.raises(ValidationError, match="got a list of feature references: .*features=\\.\\.\\."):
+        store.get_online_features(["trips:fare"], [{"driver_id": 1}])  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="entity_rows must be a list .* got one mapping"):
+        store.get_online_features({"driver_id": 1}, ["trips:fare"])  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="needs entity_rows"):
+        store.get_online_features(features=["trips:fare"])
+    with pytest.raises(ValidationError, match="got a int"):
+        store.get_online_features([1], ["trips:fare"])  # type: ignore[list-item]
+
