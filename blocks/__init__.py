@@ -11,9 +11,21 @@ from typing import Any
 
 from blocks.settings import MlopsSettings, get_settings
 
-_BLOCK_TYPES = {"RegistryBlock": "blocks.registry", "ApprovalPolicyBlock": "blocks.approvals"}
+_BLOCK_TYPES = {
+    "RegistryBlock": "blocks.registry",
+    "ApprovalPolicyBlock": "blocks.approvals",
+    "MonitoringConfigBlock": "blocks.monitoring",
+    "SmtpNotificationBlock": "blocks.notifications",
+}
 
-__all__ = ["ApprovalPolicyBlock", "MlopsSettings", "RegistryBlock", "get_settings"]
+__all__ = [
+    "ApprovalPolicyBlock",
+    "MlopsSettings",
+    "MonitoringConfigBlock",
+    "RegistryBlock",
+    "SmtpNotificationBlock",
+    "get_settings",
+]
 
 
 def __getattr__(name: str) -> Any:

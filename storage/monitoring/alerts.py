@@ -5,9 +5,11 @@ metric): while an alert with that fingerprint is open, raising it again only
 counts it and moves ``last_seen``, so the same drift on the same column does
 not alert on every run. Raising and resolving are audited.
 
-The health score (stated in the README): 100, minus 20 per open critical
-alert, minus 5 per open warning, minus up to 20 for poor performance and up to
-10 for high latency; never below 0.
+The health score (stated in docs/monitoring.md): 100, minus 20 per open
+critical alert, minus 5 per open warning, minus up to 20 for poor performance,
+up to 10 for high latency and up to 10 for a high error rate; never below 0.
+:func:`health_breakdown` lists every deduction with its reason;
+``storage.monitoring.health`` gathers the inputs of one model from the store.
 
 Example:
     >>> import tempfile
@@ -28,8 +30,8 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -71,23 +73,80 @@ def fingerprint(kind: str, model: str, version: int | None, subject: str) -> str
     return hashlib.sha256(f"{kind}\x00{model}\x00{version}\x00{subject}".encode()).hexdigest()
 
 
-def health_score(
-    alerts: Sequence[Alert], *, performance_drop: float = 0.0, latency_ratio: float = 1.0
-) -> float:
-    """100 − 20 per critical − 5 per warning − performance and latency deductions, at least 0.
+@dataclass(frozen=True)
+class Deduction:
+    """Points taken off the health score, and why."""
+
+    reason: str
+    points: float
+    detail: str
+
+
+@dataclass(frozen=True)
+class HealthScore:
+    """A health score with the deductions that make it up (100 minus their sum, at least 0)."""
+
+    score: float
+    deductions: tuple[Deduction, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"score": self.score, "deductions": [asdict(d) for d in self.deductions]}
+
+
+def health_breakdown(
+    alerts: Sequence[Alert],
+    *,
+    performance_drop: float = 0.0,
+    latency_ratio: float = 1.0,
+    error_rate_ratio: float = 1.0,
+) -> HealthScore:
+    """100 − 20 per critical − 5 per warning − performance, latency and error-rate deductions.
 
     Args:
-        alerts: The open alerts of a model.
+        alerts: The open alerts of a model (info alerts cost nothing).
         performance_drop: Relative drop of the primary metric against its reference
             (0.1 = 10% worse); costs up to 20 points (2 per percent).
-        latency_ratio: p99 latency over its objective; above 1 costs up to 10 points.
+        latency_ratio: p99 latency over its objective; above 1 costs up to 10 points
+            (1 per tenth above).
+        error_rate_ratio: Error rate over its objective; above 1 costs up to 10 points.
+
+    Example:
+        >>> h = health_breakdown([], latency_ratio=1.25, error_rate_ratio=3.0)
+        >>> h.score, [(d.reason, d.points) for d in h.deductions]
+        (87.5, [('latency', 2.5), ('error rate', 10.0)])
     """
-    score = 100.0
-    score -= 20 * sum(a.severity == "critical" for a in alerts)
-    score -= 5 * sum(a.severity == "warning" for a in alerts)
-    score -= min(20.0, max(0.0, performance_drop) * 200)
-    score -= min(10.0, max(0.0, latency_ratio - 1.0) * 10)
-    return max(0.0, score)
+    found: list[Deduction] = []
+    for a in alerts:
+        points = {"critical": 20.0, "warning": 5.0}.get(a.severity, 0.0)
+        if points:
+            found.append(Deduction(f"{a.severity} alert", points, f"{a.kind} {a.subject}: {a.message}"))
+    performance = min(20.0, max(0.0, performance_drop) * 200)
+    if performance > 0:
+        found.append(Deduction("performance", performance, f"primary metric {performance_drop:.1%} worse"))
+    latency = min(10.0, max(0.0, latency_ratio - 1.0) * 10)
+    if latency > 0:
+        found.append(Deduction("latency", latency, f"p99 latency at {latency_ratio:.2f}x its objective"))
+    errors = min(10.0, max(0.0, error_rate_ratio - 1.0) * 10)
+    if errors > 0:
+        found.append(Deduction("error rate", errors, f"error rate at {error_rate_ratio:.2f}x its objective"))
+    return HealthScore(max(0.0, 100.0 - sum(d.points for d in found)), tuple(found))
+
+
+def health_score(
+    alerts: Sequence[Alert],
+    *,
+    performance_drop: float = 0.0,
+    latency_ratio: float = 1.0,
+    error_rate_ratio: float = 1.0,
+) -> float:
+    """The score of :func:`health_breakdown`, without the breakdown."""
+    return health_breakdown(
+        alerts,
+        performance_drop=performance_drop,
+        latency_ratio=latency_ratio,
+        error_rate_ratio=error_rate_ratio,
+    ).score
 
 
 class AlertStore:
@@ -175,6 +234,22 @@ class AlertStore:
                 after={"alert": alert_id},
             )
             return self._load(conn, alert_id, model)
+
+    def resolve_cleared(
+        self, model: str, version: int, *, kind: str, still_firing: Iterable[str], actor: str | None = None
+    ) -> list[Alert]:
+        """Resolve the version's open ``kind`` alerts whose subject a new check no longer finds.
+
+        A check calls this after raising what it found, so an alert closes (and
+        its routes get a resolution notice) once the condition clears.
+        """
+        firing = set(still_firing)
+        cleared = [
+            a
+            for a in self.open_alerts(model)
+            if a.kind == kind and a.version == version and a.subject not in firing
+        ]
+        return [self.resolve(a.id, actor=actor or "mlops") for a in cleared]
 
     def open_alerts(self, model: str | None = None) -> list[Alert]:
         """Open alerts, newest first (of one model, or all)."""
