@@ -1,7 +1,9 @@
 """Monitoring: reference profiles, drift, performance, concept drift, explanations, reports.
 
 Reference profiles of training data, drift tests against them (``drift``,
-``drift_stats``), operational metrics and performance from delayed labels,
+``drift_stats``), data quality against them (``quality``), alert
+notifications through Prefect blocks (``notify``, ``alerting``),
+operational metrics and performance from delayed labels,
 label and concept drift over time (``streaming``), SHAP/LIME explanations, the
 checks the monitoring flows run (``steps``) and the monitoring report.
 
@@ -22,8 +24,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tasks.monitoring.drift import DatasetDrift, DriftConfig, detect_drift
     from tasks.monitoring.explain import explain_prediction, global_importance, make_explainer
+    from tasks.monitoring.notify import notify_alerts, send_test
     from tasks.monitoring.performance import operational_metrics, windowed_performance
     from tasks.monitoring.profiles import ReferenceProfile, build_profile
+    from tasks.monitoring.quality import check_quality
     from tasks.monitoring.report import monitoring_report
     from tasks.monitoring.steps import run_drift_check, run_performance_check
     from tasks.monitoring.streaming import PageHinkley, concept_drift, label_drift
@@ -45,6 +49,9 @@ _EXPORTS = {
     "run_drift_check": "tasks.monitoring.steps",
     "run_performance_check": "tasks.monitoring.steps",
     "monitoring_report": "tasks.monitoring.report",
+    "check_quality": "tasks.monitoring.quality",
+    "notify_alerts": "tasks.monitoring.notify",
+    "send_test": "tasks.monitoring.notify",
 }
 
 __all__ = sorted(_EXPORTS)

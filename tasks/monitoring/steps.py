@@ -4,8 +4,10 @@ A version's reference profile (from its training data) is stored once in the
 artifact store, content-addressed and verified on read, with a
 ``reference_profile`` report pointing at it. A drift check compares a window
 of the prediction log's features with that profile, records a ``drift_check``
-report (the evidence compliance rules and model cards read), raises
-de-duplicated alerts, and emits ``mlops.drift.detected`` for new ones.
+report (the evidence compliance rules and model cards read) and a
+``data_quality`` report (nulls, ranges, unseen categories, schema), raises
+de-duplicated alerts, emits ``mlops.drift.detected`` and
+``mlops.data-quality.degraded`` for new ones, and notifies the alert routes.
 
 Example:
     >>> from tasks.monitoring.steps import drift_alerts
@@ -17,28 +19,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import pandas as pd
 from prefect import task
-from prefect.events import emit_event
 
 from blocks.metrics import canonical_metric
+from blocks.monitoring import MonitoringConfig, resolve_monitoring_config
 from storage.errors import NotFoundError
 from storage.governance.reports import ReportStore, StoredReport
-from storage.monitoring.alerts import AlertStore
 from storage.monitoring.prediction_log import PredictionLog
 from storage.registry.core import Registry
 from storage.registry.reads import VersionRef
+from tasks.monitoring.alerting import record_findings
 from tasks.monitoring.drift import DatasetDrift, detect_drift
 from tasks.monitoring.performance import join_ground_truth
 from tasks.monitoring.profiles import ReferenceProfile, build_profile, merge_profiles, profile_from_dict
-from tasks.registry.promotion import prefect_api_configured
+from tasks.monitoring.quality import check_quality, quality_alerts
 from tasks.registry.steps import open_registry
 
 DRIFT_EVENT = "mlops.drift.detected"
 PERFORMANCE_EVENT = "mlops.performance.degraded"
+QUALITY_EVENT = "mlops.data-quality.degraded"
 
 
 def store_reference_profile(
@@ -161,10 +165,23 @@ def drift_alerts(drift: DatasetDrift) -> list[tuple[str, str, str]]:
 
 @task(name="check-drift-window")
 def run_drift_check(
-    model: str, version: VersionRef | None = None, window_hours: float = 24.0, end: datetime | None = None
+    model: str,
+    version: VersionRef | None = None,
+    window_hours: float = 24.0,
+    end: datetime | None = None,
+    config: dict[str, Any] | MonitoringConfig | None = None,
+    config_block: str | None = None,
 ) -> dict[str, Any]:
-    """Compare the last window of logged features with the reference; record, alert, emit."""
+    """Compare the last window of logged features with the reference: drift and data quality.
+
+    Both are recorded (``drift_check`` and ``data_quality`` reports), raise
+    de-duplicated alerts of their own kinds (``drift``, ``data_quality``),
+    resolve the ones that cleared, emit events for new ones and notify the
+    alert routes in the background. ``new_alerts`` lists the new drift alerts;
+    ``data_quality`` holds the quality verdict and its new alerts.
+    """
     registry = open_registry()
+    limits = resolve_monitoring_config(config, config_block).quality
     target = registry.get_version(model, version if version is not None else "production")
     stop = end or datetime.now(UTC)
     reference = load_reference_profile(registry, model, target.number)
@@ -180,7 +197,29 @@ def run_drift_check(
     if current.empty:
         reports.save("drift_check", model, target.number, passed=True, summary="no requests in the window")
         return {"model": model, "version": target.number, "rows": 0, "dataset_drift": False, "new_alerts": []}
-    drift = detect_drift(reference, current, on_invalid="skip")
+    quality = check_quality(reference, current, limits)
+    reports.save(
+        "data_quality",
+        model,
+        target.number,
+        passed=quality.passed,
+        summary=quality.summary(),
+        payload=quality.to_dict(),
+    )
+    quality_new = record_findings(
+        registry,
+        model,
+        target.number,
+        kind="data_quality",
+        findings=quality_alerts(quality),
+        event=QUALITY_EVENT,
+        resolve_cleared=len(current) >= limits.min_rows,
+        notify=False,
+    )
+    testable = current.drop(
+        columns=[f.column for f in quality.findings if f.check == "missing"], errors="ignore"
+    )
+    drift = detect_drift(reference, testable, on_invalid="skip")
     summary = f"{len(drift.drifted_columns)} of {len(drift.columns)} columns drifted on {len(current)} rows"
     if drift.untestable:
         summary += f"; untestable: {', '.join(sorted(drift.untestable))}"
@@ -192,23 +231,9 @@ def run_drift_check(
         summary=summary,
         payload=drift.to_dict(),
     )
-    new_alerts = []
-    store = AlertStore(registry)
-    for severity, subject, message in drift_alerts(drift):
-        alert = store.raise_alert(
-            model, target.number, kind="drift", severity=severity, subject=subject, message=message
-        )
-        if alert.new:
-            new_alerts.append(alert.to_dict())
-        if alert.new and prefect_api_configured():
-            emit_event(
-                DRIFT_EVENT,
-                resource={
-                    "prefect.resource.id": f"mlops.model-version.{model}.{target.number}",
-                    "mlops.model": model,
-                },
-                payload={"severity": severity, "subject": subject, "message": message},
-            )
+    new_alerts = record_findings(
+        registry, model, target.number, kind="drift", findings=drift_alerts(drift), event=DRIFT_EVENT
+    )
     return {
         "model": model,
         "version": target.number,
@@ -217,6 +242,12 @@ def run_drift_check(
         "drifted_columns": list(drift.drifted_columns),
         "untestable": dict(drift.untestable),
         "new_alerts": new_alerts,
+        "data_quality": {
+            "passed": quality.passed,
+            "summary": quality.summary(),
+            "findings": [{**asdict(f), "subject": f.subject} for f in quality.findings],
+            "new_alerts": quality_new,
+        },
     }
 
 
@@ -269,29 +300,20 @@ def run_performance_check(
         summary=result.summary,
         payload=result.to_dict(),
     )
-    store, new_alerts = AlertStore(registry), []
-    for finding in result.findings:
-        if finding.severity not in ("critical", "warning"):
-            continue
-        alert = store.raise_alert(
-            model,
-            target.number,
-            kind="performance",
-            severity=finding.severity,
-            subject=finding.metric,
-            message=finding.message,
-        )
-        if alert.new:
-            new_alerts.append(alert.to_dict())
-        if alert.new and prefect_api_configured():
-            emit_event(
-                PERFORMANCE_EVENT,
-                resource={
-                    "prefect.resource.id": f"mlops.model-version.{model}.{target.number}",
-                    "mlops.model": model,
-                },
-                payload={"severity": finding.severity, "metric": finding.metric, "message": finding.message},
-            )
+    new_alerts = record_findings(
+        registry,
+        model,
+        target.number,
+        kind="performance",
+        findings=[
+            (f.severity, f.metric, f.message)
+            for f in result.findings
+            if f.severity in ("critical", "warning")
+        ],
+        event=PERFORMANCE_EVENT,
+        event_subject_key="metric",
+        resolve_cleared=result.labelled_rows > 0,
+    )
     return {
         "model": model,
         "version": target.number,
