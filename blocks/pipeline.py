@@ -162,10 +162,11 @@ class PipelineConfig(BaseModel):
         feature_store: A feature-store training set instead of a file.
         target_column: The label column.
         task: ``classification`` or ``regression``; inferred from the target when absent.
-        model_type: ``sklearn``, ``xgboost``, ``pytorch`` or ``custom``.
+        model_type: ``sklearn``, ``xgboost``, ``pytorch``, ``keras`` or ``custom``.
         model_class: ``RandomForest``, ``LogisticRegression``, ``GradientBoosting``,
             ``HistGradientBoosting``, ``XGBClassifier``/``XGBRegressor``, ``TabularMLP``,
-            or an import path ``package.module:Class``.
+            ``KerasMLP``, or an import path ``package.module:Class``. Unset, ``pytorch``
+            means ``TabularMLP`` and ``keras`` means ``KerasMLP``.
         model_params: Fixed estimator parameters (tuned ones override them).
         enable_tuning / tuning_trials / tuning_timeout / tuner / param_space:
             the Optuna study (TPE, grid or random sampler) and its search space.
@@ -184,6 +185,9 @@ class PipelineConfig(BaseModel):
         distributed: Train XGBoost with ``xgboost.dask`` on the cluster.
         device: PyTorch device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         cache: Reuse the results of stages 1-5 for an unchanged config and data.
+        description / tags: The version's description and tags.
+        model_tags: Tags set on the model when the version registers (``domain`` and
+            ``use_case`` declare the EU AI Act risk level).
 
     Example:
         >>> PipelineConfig(name="m", data_source="d.csv", target_column="y").cross_validation_folds
@@ -197,7 +201,7 @@ class PipelineConfig(BaseModel):
     feature_store: FeatureStoreSource | None = None
     target_column: str = Field(min_length=1)
     task: Literal["classification", "regression"] | None = None
-    model_type: Literal["sklearn", "xgboost", "pytorch", "custom"] = "sklearn"
+    model_type: Literal["sklearn", "xgboost", "pytorch", "keras", "custom"] = "sklearn"
     model_class: str = "RandomForest"
     model_params: dict[str, Any] = Field(default_factory=dict)
     enable_tuning: bool = False
@@ -224,6 +228,7 @@ class PipelineConfig(BaseModel):
     cache: bool = True
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
+    model_tags: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("data_source", "output_dir")
     @classmethod
@@ -247,6 +252,14 @@ class PipelineConfig(BaseModel):
             return known_metric(value)
         except ValueError as exc:
             raise ValueError(f"tuning_metric: {exc}") from None
+
+    @model_validator(mode="after")
+    def _network_class(self) -> PipelineConfig:
+        if "model_class" not in self.model_fields_set:  # the model type's own network by default
+            default = {"keras": "KerasMLP", "pytorch": "TabularMLP"}.get(self.model_type)
+            if default:
+                self.model_class = default
+        return self
 
     @model_validator(mode="after")
     def _one_source(self) -> PipelineConfig:

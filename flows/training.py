@@ -25,6 +25,7 @@ from blocks.pipeline import PipelineConfig
 from storage.registry.model_format import signature_for
 from tasks.cluster import task_runner_for
 from tasks.registry.steps import register_model_version
+from tasks.registry.tagging import tag_model
 from tasks.training.data import config_token, load_data, source_fingerprint, stage_cache_options
 from tasks.training.data_checks import artifact_key, validate_data
 from tasks.training.engineering import engineer_features, needs_scaling
@@ -136,6 +137,7 @@ def training_pipeline(config: dict[str, Any]) -> dict[str, Any]:
         dataset_uri=loaded.dataset_uri,
         dataset_hash=loaded.dataset_hash,
     )
+    tag_model(cfg.name, cfg.model_tags)  # on the model: every version's domain, use case, owner
     details = describe_version(
         cfg.name,
         version.number,

@@ -97,14 +97,26 @@ def prediction_json(prediction: Prediction | None, rows: int) -> list[str]:
 
     >>> prediction_json(Prediction(values=np.array([1.5, 2.0])), 2)
     ['1.5', '2.0']
+
+    A prediction that does not fit the rows (a model answering with another
+    length) still logs one row per input, with a null label:
+
+    >>> prediction_json(Prediction(labels=np.array([0.1, 0.9, 0.8, 0.2]),
+    ...                             probabilities=np.array([[0.1, 0.9], [0.8, 0.2]])), 2)
+    ['{"label":null,"score":0.9}', '{"label":null,"score":0.2}']
     """
     if prediction is None:
         return ["null"] * rows
     if prediction.values is not None:
-        return [json.dumps(v) if np.isfinite(v) else "null" for v in prediction.values.tolist()]
-    labels = prediction.labels.tolist() if prediction.labels is not None else [None] * rows
+        values = np.asarray(prediction.values).reshape(-1)
+        if len(values) != rows:  # never drop the rows: log what was asked, without an answer
+            return ["null"] * rows
+        return [json.dumps(v) if np.isfinite(v) else "null" for v in values.tolist()]
+    labels: list[Any] = [None] * rows
+    if prediction.labels is not None and len(prediction.labels) == rows:
+        labels = prediction.labels.tolist()
     probs = prediction.probabilities
-    if probs is not None and probs.ndim == 2 and probs.shape[1] == 2:
+    if probs is not None and probs.ndim == 2 and probs.shape == (rows, 2):
         scores = probs[:, 1].tolist()
         return [
             json.dumps({"label": _plain(lab), "score": s}, separators=(",", ":"), default=str)

@@ -29,12 +29,11 @@ from storage.errors import ValidationError
 from storage.registry.core import Registry
 from storage.registry.model_format import (
     ONNX_FILE,
-    ONNX_LABEL,
-    ONNX_REGRESSION,
     input_types,
     load_trusted_skops,
 )
 from storage.registry.model_format import TRUSTED_PREFIXES as BASE_TRUSTED_PREFIXES
+from storage.registry.onnx_outputs import classify_outputs
 from storage.registry.reads import VersionRef
 from storage.registry.records import ModelVersion
 
@@ -107,7 +106,13 @@ def _onnx_labels(onnx_bytes: bytes, inputs: pd.DataFrame, signature: Any) -> Any
         else:
             cast[name] = cast[name].astype(object)
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    wanted = ONNX_LABEL if ONNX_LABEL in names else ONNX_REGRESSION
+    # What the outputs hold, as the model server reads them: a label, probabilities, logits, a value.
+    plan = classify_outputs([(o.name, o.type, list(o.shape)) for o in session.get_outputs()], signature)
+    wanted = plan.label or plan.regression or plan.probabilities or plan.logits or plan.positive
     out = session.run([wanted], onnx_feed(cast))[0]
-    return np.asarray(out).reshape(len(inputs))
+    if wanted in (plan.label, plan.regression):
+        return np.asarray(out).reshape(len(inputs))
+    scores = np.asarray(out, dtype=np.float64).reshape(len(inputs), -1)
+    index = (scores[:, 0] >= 0.5).astype(int) if scores.shape[1] == 1 else scores.argmax(axis=1)
+    classes = list((signature or {}).get("classes") or [])
+    return np.asarray(classes)[index] if classes else index

@@ -22,6 +22,8 @@ file                content
 ``model.ubj``       XGBoost: the scikit-learn wrapper saved with ``save_model`` (UBJSON).
 ``model.pt``        PyTorch: the state dict (loaded with ``weights_only=True``).
 ``model_config.json``  PyTorch: the architecture's keyword arguments.
+``model.keras``     Keras: the model (probabilities or values out), loaded in safe mode; with
+                    ``preprocess.skops`` for versions the pipeline trained.
 ``model.pkl``       a pickle; loaded only when the operator explicitly trusts pickles.
 ==================  =====================================================================
 
@@ -33,6 +35,10 @@ The signature (``ModelVersion.signature``) is a JSON object::
 
 Input types are ``float``, ``int``, ``bool`` or ``string``; ``task`` is
 ``classification`` or ``regression``; ``classes`` only for classification.
+An output may carry a ``role`` (``label``, ``probabilities``, ``logits``,
+``regression``, ``ignore``): it tells the ONNX runtime what an imported graph's
+output holds where names, types and shapes do not (see
+:mod:`storage.registry.onnx_outputs`).
 
 Example:
     >>> import pandas as pd
@@ -56,6 +62,7 @@ PREPROCESS_FILE = "preprocess.skops"
 XGBOOST_FILE = "model.ubj"
 TORCH_STATE_FILE = "model.pt"
 TORCH_CONFIG_FILE = "model_config.json"
+KERAS_FILE = "model.keras"
 PICKLE_FILE = "model.pkl"
 
 #: Type prefixes a skops file may hold without an explicit trust list: data and

@@ -11,7 +11,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 Stage = Literal["development", "staging", "production", "archived"]
 STAGES: tuple[Stage, ...] = ("development", "staging", "production", "archived")
-FRAMEWORKS = ("sklearn", "xgboost", "pytorch", "onnx", "custom")
+FRAMEWORKS = ("sklearn", "xgboost", "pytorch", "keras", "tensorflow", "onnx", "custom")
 
 #: The lifecycle: which stage may move to which.
 ALLOWED_TRANSITIONS: dict[str, tuple[str, ...]] = {

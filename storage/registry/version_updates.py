@@ -1,7 +1,7 @@
-"""What may change on a version after it is registered: its tags and its ``extra`` metadata.
+"""What may change after registration: a version's tags and ``extra`` metadata, tags removed.
 
 Metrics, files, data and lineage stay as registered; every change here is
-audited in its transaction.
+audited in its transaction. (Setting a model's tag is in :mod:`storage.registry.core`.)
 """
 
 from __future__ import annotations
@@ -75,3 +75,46 @@ class VersionUpdatesMixin(RegistryReads):
                 before={key: old},
                 after={key: tag[key]},
             )
+
+    def delete_version_tag(
+        self, model: str, version: VersionRef, key: str, *, actor: str | None = None
+    ) -> bool:
+        """Remove one tag from a version, audited; False (and nothing audited) when it had none."""
+        vt = t.version_tags.c
+        with self.db.write() as conn:
+            model_id = self._model_id(conn, model, lock=True)
+            version_id = self._version_id(conn, model_id, model, version)
+            old = conn.execute(sa.select(vt.value).where(vt.version_id == version_id, vt.key == key)).scalar()
+            if old is None:
+                return False
+            conn.execute(t.version_tags.delete().where(vt.version_id == version_id, vt.key == key))
+            append_entry(
+                conn,
+                actor=actor or self.actor,
+                action="version.untag",
+                entity_type="model_version",
+                entity_id=f"{model}/{self._number(conn, version_id)}",
+                before={key: old},
+                after={key: None},
+            )
+        return True
+
+    def delete_model_tag(self, name: str, key: str, *, actor: str | None = None) -> bool:
+        """Remove one tag from a model, audited; False (and nothing audited) when it had none."""
+        mt = t.model_tags.c
+        with self.db.write() as conn:
+            model_id = self._model_id(conn, name, lock=True)
+            old = conn.execute(sa.select(mt.value).where(mt.model_id == model_id, mt.key == key)).scalar()
+            if old is None:
+                return False
+            conn.execute(t.model_tags.delete().where(mt.model_id == model_id, mt.key == key))
+            append_entry(
+                conn,
+                actor=actor or self.actor,
+                action="model.untag",
+                entity_type="model",
+                entity_id=name,
+                before={key: old},
+                after={key: None},
+            )
+        return True

@@ -83,8 +83,8 @@ class CheckContext:
 
     @cached_property
     def risk(self) -> RiskAssessment | None:
-        """The AI Act risk level from the model's tags, or None when not declared."""
-        return model_risk(self.registry, self.model)
+        """The AI Act risk level from the model's and the version's tags, or None when not declared."""
+        return model_risk(self.registry, self.model, self.number)
 
     @cached_property
     def datasets(self) -> list[DataAsset]:
@@ -263,7 +263,11 @@ def erasure_verified_recently(ctx: CheckContext, params: Mapping[str, Any]) -> F
 def risk_level_declared(ctx: CheckContext, params: Mapping[str, Any]) -> Finding:
     """The model declares a domain and use case, so its AI Act risk level is known."""
     if ctx.risk is None:
-        return Finding(False, f"risk level not declared: model {ctx.model!r} needs tags domain and use_case")
+        return Finding(
+            False,
+            f"risk level not declared: model {ctx.model!r} (or version {ctx.number}) needs tags "
+            "domain and use_case",
+        )
     return Finding(True, f"risk level {ctx.risk.level}: {'; '.join(ctx.risk.reasons)}")
 
 

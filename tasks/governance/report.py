@@ -60,7 +60,7 @@ def governance_report(
     ref = version if version is not None else _default_version(registry, model)
     mv = registry.get_version(model, ref)
     info = registry.get_model(model)
-    risk = model_risk(registry, model)
+    risk = model_risk(registry, model, mv.number)
     compliance = check_compliance(registry, model, mv.number, frameworks)
     lineage: dict[str, Any] = next(
         (v for v in LineageStore(registry).model_lineage(model)["versions"] if v["number"] == mv.number), {}

@@ -8,7 +8,7 @@ categorisation) are ``limited``; everything else is ``minimal``. Each level
 brings obligations, which the ``EU_AI_ACT`` rule set checks.
 
 A model declares itself with the tags ``domain`` and ``use_case`` (and
-optionally ``intended_use``). Matching is by keywords on those words, so the
+optionally ``intended_use``), on the model or on a version (whose tags win). Matching is by keywords on those words, so the
 assessment is explainable: ``reasons`` names what matched.
 
 Example:
@@ -30,6 +30,7 @@ from prefect import task
 
 from storage.errors import ValidationError
 from storage.registry.core import Registry
+from storage.registry.reads import VersionRef
 from storage.registry.records import Record
 
 RiskLevel = str
@@ -187,17 +188,42 @@ def assess_risk(domain: str, use_case: str, intended_use: str = "") -> RiskAsses
     )
 
 
-def model_risk(registry: Registry, model: str) -> RiskAssessment | None:
-    """The risk level from the model's ``domain`` and ``use_case`` tags; None when either is missing."""
-    tags = registry.get_model(model).tags
+#: The tags a model (or one of its versions) declares its use with.
+RISK_TAGS = ("domain", "use_case", "intended_use")
+
+
+def declared_use(registry: Registry, model: str, version: VersionRef | None = None) -> dict[str, str]:
+    """The ``domain``, ``use_case`` and ``intended_use`` tags: the model's, each overridden by the version's.
+
+    A version tag wins over the model's tag of the same key, so one version can
+    declare a narrower (or broader) use than the model as a whole.
+    """
+    declared = {k: v for k, v in registry.get_model(model).tags.items() if k in RISK_TAGS}
+    if version is not None:
+        tags = registry.get_version(model, version).tags
+        declared.update({k: str(v) for k, v in tags.items() if k in RISK_TAGS and str(v).strip()})
+    return declared
+
+
+def model_risk(registry: Registry, model: str, version: VersionRef | None = None) -> RiskAssessment | None:
+    """The risk level from the ``domain`` and ``use_case`` tags; None when either is missing.
+
+    The tags are read from the model, and from ``version`` when given (its tags win):
+    ``mlops registry tag MODEL domain=health`` or a training config's ``model_tags``
+    declare them for every version, ``mlops registry tag MODEL --version N ...`` or the
+    config's ``tags`` for one version.
+    """
+    tags = declared_use(registry, model, version)
     if not tags.get("domain", "").strip() or not tags.get("use_case", "").strip():
         return None
     return assess_risk(tags["domain"], tags["use_case"], tags.get("intended_use", ""))
 
 
 @task(name="assess-ai-act-risk")
-def assess_model_risk(model: str, *, registry_block: str | None = None) -> RiskAssessment | None:
+def assess_model_risk(
+    model: str, version: VersionRef | None = None, *, registry_block: str | None = None
+) -> RiskAssessment | None:
     """:func:`model_risk` for the registry a block (or ``MLOPS_*``) points at."""
     from tasks.registry.steps import open_registry
 
-    return model_risk(open_registry(registry_block), model)
+    return model_risk(open_registry(registry_block), model, version)

@@ -36,7 +36,9 @@ from tasks.retry import maybe_fail, retry_unless_bad_input
 READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json", ".jsonl": "json"}
 
 #: Fields of the config that do not change what stages 1-5 compute.
-RUNTIME_FIELDS = ("dask_address", "n_workers", "output_dir", "cache", "description", "tags", "device")
+RUNTIME_FIELDS = (
+    "dask_address", "n_workers", "output_dir", "cache", "description", "tags", "model_tags", "device",
+)  # fmt: skip
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Built-in names pick the classifier or regressor for the task
 (``RandomForest``, ``LogisticRegression``, ``GradientBoosting``,
-``HistGradientBoosting``, ``XGBClassifier``/``XGBRegressor``, ``TabularMLP``);
+``HistGradientBoosting``, ``XGBClassifier``/``XGBRegressor``, ``TabularMLP``,
+``KerasMLP``: the Keras network of :mod:`tasks.training.keras_mlp`);
 anything else is an import path ``package.module:Class`` of a scikit-learn
 compatible estimator. The PyTorch network is wrapped as a scikit-learn
 estimator (:class:`TorchMLPClassifier`, :class:`TorchMLPRegressor`) so Optuna's
@@ -46,6 +47,7 @@ BUILTIN = {
         "tasks.training.estimators:TorchMLPClassifier",
         "tasks.training.estimators:TorchMLPRegressor",
     ),
+    "KerasMLP": ("tasks.training.keras_mlp:KerasMLPClassifier", "tasks.training.keras_mlp:KerasMLPRegressor"),
 }
 SEED_PARAMS = ("random_state", "seed")
 
@@ -93,9 +95,11 @@ def estimator_class(model_class: str, task: str) -> type:
 
 
 def framework_of(model_class: str, model_type: str) -> str:
-    """The version's ``framework``: sklearn, xgboost, pytorch or custom."""
+    """The version's ``framework``: sklearn, xgboost, pytorch, keras or custom."""
     if model_class.startswith("XGB") or model_class.startswith("xgboost"):
         return "xgboost"
+    if model_class == "KerasMLP" or model_type == "keras":
+        return "keras"
     if model_class == "TabularMLP" or model_type == "pytorch":
         return "pytorch"
     if model_class in BUILTIN:

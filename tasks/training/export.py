@@ -2,7 +2,8 @@
 
 Native files follow :mod:`storage.registry.model_format`: scikit-learn → ``model.skops``
 (the whole ``Pipeline``); XGBoost → ``preprocess.skops`` + ``model.ubj``;
-PyTorch → ``preprocess.skops`` + ``model.pt`` + ``model_config.json``. The ONNX
+PyTorch → ``preprocess.skops`` + ``model.pt`` + ``model_config.json``; Keras →
+``preprocess.skops`` + ``model.keras``. The ONNX
 graph (``model.onnx``) holds preprocessing and model together, one input per
 raw column; it is kept only when its predictions on the holdout rows match the
 native model's within :data:`PARITY_TOLERANCE`. Either way the outcome is
@@ -35,6 +36,7 @@ import skops.io as sio
 from prefect import task
 
 from storage.registry.model_format import (
+    KERAS_FILE,
     ONNX_FILE,
     ONNX_LABEL,
     ONNX_PROBABILITIES,
@@ -75,6 +77,10 @@ def native_files(pipeline: Any, framework: str) -> dict[str, bytes]:
     if framework == "xgboost":
         raw = bytearray(model.get_booster().save_raw(raw_format="ubj"))
         return {PREPROCESS_FILE: sio.dumps(pre), XGBOOST_FILE: bytes(raw)}
+    if framework == "keras":
+        from storage.registry.keras_model import keras_bytes
+
+        return {PREPROCESS_FILE: sio.dumps(pre), KERAS_FILE: keras_bytes(model.serving_model())}
     if framework == "pytorch":
         from storage.registry.torch_mlp import state_bytes
 
@@ -182,6 +188,8 @@ def to_onnx(pipeline: Any, frame: pd.DataFrame, framework: str) -> bytes:
     _register_interactions()
     if framework == "pytorch":
         return _torch_onnx(pipeline, frame)
+    if framework == "keras":
+        return _keras_onnx(pipeline, frame)
     if framework == "xgboost":
         _register_xgboost()
     model = pipeline.named_steps.get("model", pipeline) if hasattr(pipeline, "named_steps") else pipeline
@@ -196,23 +204,19 @@ def to_onnx(pipeline: Any, frame: pd.DataFrame, framework: str) -> bytes:
 
 
 def _torch_onnx(pipeline: Any, frame: pd.DataFrame) -> bytes:
-    """Preprocessing (skl2onnx) merged with the network (torch.onnx) into one graph."""
-    import onnx
-    import torch
-    from onnx import compose
-    from skl2onnx import convert_sklearn
+    """Preprocessing (skl2onnx) merged with the network (torch.onnx) into one graph.
 
-    pre, est = pipeline.named_steps["pre"], pipeline.named_steps["model"]
-    pre_onx = convert_sklearn(
-        pre, initial_types=onnx_inputs(frame), target_opset={"": TARGET_OPSET, "ai.onnx.ml": ML_OPSET}
-    )
-    pre_onx = compose.add_prefix(pre_onx, "pre_", rename_inputs=False, rename_outputs=True)
-    pre_out = pre_onx.graph.output[0].name
+    The network is a ``torch.nn.Module``: the PyTorch MLP, or a Keras model on Keras'
+    torch backend (which is one).
+    """
+    import torch
+
+    est = pipeline.named_steps["model"]
     classification = est._task == "classification"
     if classification:
         classes = np.asarray(est.classes_)
         if not np.issubdtype(classes.dtype, np.integer):
-            raise ValueError("the ONNX graph of a PyTorch classifier needs integer class labels")
+            raise ValueError("the ONNX graph of a network classifier needs integer class labels")
         head: torch.nn.Module = _ClassifierHead(est.module_, torch.as_tensor(classes.astype(np.int64)))
         outputs = [ONNX_LABEL, ONNX_PROBABILITIES]
     else:
@@ -229,10 +233,42 @@ def _torch_onnx(pipeline: Any, frame: pd.DataFrame) -> bytes:
         opset_version=TARGET_OPSET,
         dynamo=False,
     )
-    net = onnx.load_from_string(buffer.getvalue())
+    return _with_preprocessing(pipeline, frame, buffer.getvalue())
+
+
+def _keras_onnx(pipeline: Any, frame: pd.DataFrame) -> bytes:
+    """A Keras pipeline as one graph: through torch.onnx on the torch backend, tf2onnx on TensorFlow.
+
+    On TensorFlow the classifier's graph outputs ``probabilities`` alone (the
+    runtime takes the label as their argmax over the signature's classes).
+    """
+    from storage.registry.keras_model import backend, keras_onnx
+
+    if backend() == "torch":
+        return _torch_onnx(pipeline, frame)
+    est = pipeline.named_steps["model"]
+    name = ONNX_PROBABILITIES if est._task == "classification" else ONNX_REGRESSION
+    net = keras_onnx(est.serving_model(), est.n_features_in_, output_names=[name], opset=TARGET_OPSET)
+    return _with_preprocessing(pipeline, frame, net)
+
+
+def _with_preprocessing(pipeline: Any, frame: pd.DataFrame, network: bytes) -> bytes:
+    """The preprocessing graph (skl2onnx) feeding a network graph whose input is ``features``."""
+    import onnx
+    from onnx import compose
+    from skl2onnx import convert_sklearn
+
+    pre_onx = convert_sklearn(
+        pipeline.named_steps["pre"],
+        initial_types=onnx_inputs(frame),
+        target_opset={"": TARGET_OPSET, "ai.onnx.ml": ML_OPSET},
+    )
+    pre_onx = compose.add_prefix(pre_onx, "pre_", rename_inputs=False, rename_outputs=True)
+    pre_out = pre_onx.graph.output[0].name
+    net = onnx.load_from_string(network)
     net = compose.add_prefix(net, "net_", rename_inputs=False, rename_outputs=False)
     pre_onx.ir_version = net.ir_version = min(pre_onx.ir_version, net.ir_version)
-    merged = compose.merge_models(pre_onx, net, io_map=[(pre_out, "features")])
+    merged = compose.merge_models(pre_onx, net, io_map=[(pre_out, net.graph.input[0].name)])
     return bytes(merged.SerializeToString())
 
 
