@@ -9,12 +9,20 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from service.console import approvals, operations
-from service.console.pages import router
+from service.console import approvals, audit, features, monitoring, operations, pages
 from service.console.render import error_page
 from service.console.session import LoginRequired
 
 STATIC = Path(__file__).with_name("static")
+#: The console's routers: sign-in and models, approvals, endpoints, monitoring, features, audit.
+ROUTERS = (
+    pages.router,
+    approvals.router,
+    operations.router,
+    monitoring.router,
+    features.router,
+    audit.router,
+)
 
 
 def plotly_js() -> Path:
@@ -28,9 +36,8 @@ def install_console(app: FastAPI) -> None:
     """Add the console's pages and static files to the service."""
     app.state.console_secret = secrets.token_bytes(32)
     app.state.page_error = error_page
-    app.include_router(router)
-    app.include_router(approvals.router)
-    app.include_router(operations.router)
+    for console_router in ROUTERS:
+        app.include_router(console_router)
 
     files = {
         "console.css": STATIC / "console.css",
