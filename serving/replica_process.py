@@ -6,8 +6,13 @@ a small ASGI middleware that measures in-flight requests (time-averaged) and
 request latency; a thread writes them with the replica's readiness to a JSON
 file every :data:`STATS_EVERY_S` seconds. Outside, the supervisor
 (:mod:`serving.replicas`) calls :func:`spawn_replica`, :func:`wait_ready`,
-:func:`read_stats` and :func:`stop_replica` (SIGTERM: uvicorn finishes the
-requests it holds; SIGKILL after a timeout).
+:func:`read_stats` and :func:`stop_replica`.
+
+Stopping is a drain (:class:`serving.graceful.GracefulServer`): on SIGTERM a
+replica stops accepting (the others keep the shared socket), answers every
+request from then on with ``Connection: close``, waits up to ``drain_s`` for
+its keep-alive connections to close, lets requests in flight finish, and exits
+0; SIGKILL follows only after :func:`stop_timeout` seconds.
 
 Example:
     >>> sink = _Sink()
@@ -49,6 +54,7 @@ __all__ = [
     "read_stats",
     "spawn_replica",
     "stop_replica",
+    "stop_timeout",
     "wait_ready",
 ]
 
@@ -56,6 +62,15 @@ SETTINGS_ENV = "MLOPS_REPLICA_SETTINGS"
 DEFAULT_FACTORY = "serving.app:create_app"
 STATS_EVERY_S = 0.25
 LATENCY_WINDOW_S = 10.0
+#: Longest wait for a stopping replica's keep-alive connections (uvicorn's keep-alive timeout).
+DRAIN_S = 5.0
+#: Longest wait for requests in flight once the drain is over.
+GRACEFUL_S = 10.0
+
+
+def stop_timeout(drain_s: float = DRAIN_S) -> float:
+    """Seconds a stopping replica gets before SIGKILL: its drain, its graceful shutdown, a margin."""
+    return drain_s + GRACEFUL_S + 5.0
 
 
 # ---------------------------------------------------------------- inside a replica
@@ -135,11 +150,12 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _replica_main(fd: int, factory: str, replica: str, stats_dir: str) -> None:
-    """Run one replica on the inherited listening socket ``fd`` until SIGTERM."""
+def _replica_main(fd: int, factory: str, replica: str, stats_dir: str, drain_s: float = DRAIN_S) -> None:
+    """Run one replica on the inherited listening socket ``fd`` until SIGTERM (then drain, exit 0)."""
     import uvicorn
 
     from serving.config import ServeSettings
+    from serving.graceful import GracefulServer
 
     raw = os.environ.get(SETTINGS_ENV)
     settings = ServeSettings.model_validate_json(raw) if raw else ServeSettings()
@@ -147,9 +163,13 @@ def _replica_main(fd: int, factory: str, replica: str, stats_dir: str) -> None:
     app = _Measured(_load_factory(factory)(settings), sink)
     sock = socket.socket(fileno=fd)
     config = uvicorn.Config(
-        app, log_level=settings.log_level, access_log=False, timeout_graceful_shutdown=10, lifespan="auto"
+        app,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=int(GRACEFUL_S),
+        lifespan="auto",
     )
-    server = uvicorn.Server(config)
+    server = GracefulServer(config, drain_s=drain_s)
     path = Path(stats_dir) / f"{replica}.json"
     stop = threading.Event()
 
@@ -218,7 +238,11 @@ class Replica:
 
 
 def spawn_replica(
-    sock: socket.socket, factory: str, settings: ServeSettings | None, stats_dir: Path
+    sock: socket.socket,
+    factory: str,
+    settings: ServeSettings | None,
+    stats_dir: Path,
+    drain_s: float = DRAIN_S,
 ) -> Replica:
     """Start a replica process serving ``factory``'s app on the inheritable listening ``sock``."""
     name = f"replica-{uuid.uuid4().hex[:8]}"
@@ -228,7 +252,7 @@ def spawn_replica(
         env[SETTINGS_ENV] = settings.model_dump_json()
     fd = sock.fileno()
     command = [sys.executable, "-m", "serving.replica_process", "--fd", str(fd), "--factory", factory]
-    command += ["--replica", name, "--stats-dir", str(stats_dir)]
+    command += ["--replica", name, "--stats-dir", str(stats_dir), "--drain-s", str(drain_s)]
     process = subprocess.Popen(command, pass_fds=(fd,), env=env)
     replica = Replica(name, process, time.monotonic())
     try:
@@ -262,8 +286,12 @@ def wait_ready(replica: Replica, stats_dir: Path, timeout_s: float) -> None:
     raise RuntimeError(f"{replica.name} was not ready within {timeout_s} s")
 
 
-def stop_replica(replica: Replica, stats_dir: Path, timeout: float = 15.0) -> None:
-    """SIGTERM the replica, SIGKILL it after ``timeout`` seconds, and remove its stats file."""
+def stop_replica(replica: Replica, stats_dir: Path, timeout: float | None = None) -> None:
+    """SIGTERM the replica (it drains), SIGKILL it after ``timeout`` seconds, remove its stats file.
+
+    ``timeout`` defaults to :func:`stop_timeout` of the default drain.
+    """
+    timeout = stop_timeout() if timeout is None else timeout
     if replica.alive:
         replica.process.send_signal(signal.SIGTERM)
         try:
@@ -281,8 +309,9 @@ def _main(argv: list[str] | None = None) -> None:
     parser.add_argument("--factory", default=DEFAULT_FACTORY)
     parser.add_argument("--replica", required=True)
     parser.add_argument("--stats-dir", required=True)
+    parser.add_argument("--drain-s", type=float, default=DRAIN_S)
     args = parser.parse_args(argv)
-    _replica_main(args.fd, args.factory, args.replica, args.stats_dir)
+    _replica_main(args.fd, args.factory, args.replica, args.stats_dir, args.drain_s)
 
 
 if __name__ == "__main__":

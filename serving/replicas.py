@@ -11,14 +11,21 @@ requests (time-averaged) and request latency, and writes them with its
 readiness to a JSON file the supervisor reads; the supervisor adds each
 process's CPU (psutil) and feeds :class:`serving.autoscaler.Autoscaler`.
 A rolling replacement starts a new replica, waits until it is ready, then
-stops an old one (SIGTERM: uvicorn finishes the requests it holds), one at a
-time. Scaling and replacements are audited when a metadata DB is given.
+stops an old one, one at a time. A replica stops by draining
+(:mod:`serving.graceful`): it stops accepting, answers each keep-alive
+connection's next request with ``Connection: close`` and lets requests in
+flight finish, so neither a rolling replacement nor a scale-down loses a
+request. A replica that dies (a crash, SIGKILL, the OOM killer) is replaced
+by the watchdog within about ``interval_s`` plus its start time; only the
+requests it held are lost. Scaling and replacements are audited when a
+metadata DB is given.
 This module holds the supervisor (scaling, rolling replacement, the port);
 :mod:`serving.replica_process` holds one replica process: what runs inside it,
 and starting, reading, waiting for and stopping it.
 
 ``mlops serve --replicas N --autoscale`` calls :func:`run_supervised`;
-SIGHUP there replaces every replica, SIGINT/SIGTERM stop them all.
+SIGHUP there replaces every replica, SIGINT/SIGTERM stop them all (drained),
+and the supervisor exits 0.
 
 Example:
     >>> sup = Supervisor("serving.replicas:hello_app", min_replicas=1, max_replicas=1)
@@ -42,11 +49,13 @@ from typing import TYPE_CHECKING, Any
 from serving.autoscaler import AutoscalePolicy, Autoscaler, ReplicaMetrics, ScaleDecision
 from serving.replica_process import (
     DEFAULT_FACTORY,
+    DRAIN_S,
     Replica,
     hello_app,
     read_stats,
     spawn_replica,
     stop_replica,
+    stop_timeout,
     wait_ready,
 )
 
@@ -73,6 +82,7 @@ class Supervisor:
         interval_s: How often the autoscaler looks at the metrics.
         db: Metadata DB to audit scaling and replacements in (optional).
         ready_timeout_s: Longest wait for a new replica to become ready.
+        drain_s: Longest wait for a stopping replica's keep-alive connections.
     """
 
     def __init__(
@@ -88,6 +98,7 @@ class Supervisor:
         interval_s: float = 1.0,
         db: Database | None = None,
         ready_timeout_s: float = 60.0,
+        drain_s: float = DRAIN_S,
     ) -> None:
         from dataclasses import replace
 
@@ -101,6 +112,7 @@ class Supervisor:
         self.interval_s = interval_s
         self.db = db
         self.ready_timeout_s = ready_timeout_s
+        self.drain_s = drain_s
         self.stats_dir = Path(tempfile.mkdtemp(prefix="mlops-replicas-"))
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -134,9 +146,17 @@ class Supervisor:
         return self
 
     def start_autoscaler(self) -> None:
-        """Run the autoscaling loop on a background thread."""
+        """Run the autoscaling loop (it replaces dead replicas too) on a background thread."""
+        self._start_loop(autoscale=True)
+
+    def start_watchdog(self) -> None:
+        """Replace replicas that die, on a background thread, without autoscaling."""
+        self._start_loop(autoscale=False)
+
+    def _start_loop(self, *, autoscale: bool) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="autoscaler", daemon=True)
+            name = "autoscaler" if autoscale else "replica-watchdog"
+            self._thread = threading.Thread(target=self._loop, args=(autoscale,), name=name, daemon=True)
             self._thread.start()
 
     def close(self) -> None:
@@ -165,7 +185,7 @@ class Supervisor:
     # -- replicas (process handling in serving.replica_process) ----------------
 
     def _spawn(self) -> Replica:
-        return spawn_replica(self.sock, self.factory, self.settings, self.stats_dir)
+        return spawn_replica(self.sock, self.factory, self.settings, self.stats_dir, self.drain_s)
 
     def _read_stats(self, replica: Replica) -> dict[str, Any]:
         return read_stats(replica, self.stats_dir)
@@ -173,8 +193,8 @@ class Supervisor:
     def _wait_ready(self, replica: Replica) -> None:
         wait_ready(replica, self.stats_dir, self.ready_timeout_s)
 
-    def _stop_replica(self, replica: Replica, timeout: float = 15.0) -> None:
-        stop_replica(replica, self.stats_dir, timeout)
+    def _stop_replica(self, replica: Replica) -> None:
+        stop_replica(replica, self.stats_dir, stop_timeout(self.drain_s))
 
     def _record(self, action: str, before: int, after: int, detail: dict[str, Any]) -> None:
         event = {"action": action, "before": before, "after": after, "at": time.time(), **detail}
@@ -232,6 +252,22 @@ class Supervisor:
         self._record("roll", len(old), len(pids), {"pids": pids})
         return pids
 
+    def replace_dead(self) -> list[int]:
+        """Start a replica for each one that exited without being stopped; returns the new pids."""
+        with self._lock:
+            dead = [r for r in self.replicas if not r.alive]
+            fresh_pids: list[int] = []
+            for replica in dead:
+                fresh = self._spawn()
+                self._wait_ready(fresh)  # raises when it cannot start: the next step tries again
+                self.replicas.remove(replica)
+                self._stop_replica(replica)  # removes its stats file
+                self.replicas.append(fresh)
+                fresh_pids.append(fresh.pid)
+                detail = {"pid": replica.pid, "exit": replica.process.returncode, "new_pid": fresh.pid}
+                self._record("replace", len(self.replicas), len(self.replicas), detail)
+        return fresh_pids
+
     # -- autoscaling -----------------------------------------------------------
 
     def metrics(self) -> ReplicaMetrics:
@@ -266,12 +302,14 @@ class Supervisor:
             self.scale_to(decision.desired, reason="autoscale", detail={"metrics": decision.reasons})
         return decision
 
-    def _loop(self) -> None:
+    def _loop(self, autoscale: bool = True) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                self.autoscale_once()
-            except Exception as exc:  # keep scaling after a replica that failed to start
-                log.warning("autoscaler step failed: %s: %s", type(exc).__name__, exc)
+                self.replace_dead()
+                if autoscale:
+                    self.autoscale_once()
+            except Exception as exc:  # keep watching after a replica that failed to start
+                log.warning("replica supervision step failed: %s: %s", type(exc).__name__, exc)
 
 
 def run_supervised(
@@ -307,10 +345,17 @@ def run_supervised(
     with contextlib.suppress(AttributeError, ValueError):
         signal.signal(signal.SIGHUP, lambda *_: roll.set())
     try:
-        supervisor.start()
+        try:
+            supervisor.start()
+        except RuntimeError:
+            if done.is_set():  # stopped while starting: the replicas got the signal too
+                return
+            raise
         log.warning("serving %s with %d replicas", supervisor.url, supervisor.replica_count)
         if autoscale:
             supervisor.start_autoscaler()
+        else:
+            supervisor.start_watchdog()
         while not done.wait(0.5):
             if roll.is_set():
                 roll.clear()

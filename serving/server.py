@@ -56,12 +56,13 @@ def serve(settings: ServeSettings | None = None, *, fd: int | None = None) -> No
         fd: An already bound listening socket to serve on instead of ``host:port``
             (replica processes sharing one port).
     """
-    import uvicorn
+    from serving.graceful import GracefulServer
 
     settings = settings or ServeSettings()
     app = create_app(settings)
     extra: dict[str, Any] = {"fd": fd} if fd is not None else {}
-    uvicorn.Server(_config(app, settings.host, settings.port, settings.log_level, **extra)).run()
+    # drains keep-alive connections on SIGTERM and exits 0 after a clean shutdown
+    GracefulServer(_config(app, settings.host, settings.port, settings.log_level, **extra)).run()
 
 
 class ServerThread:
