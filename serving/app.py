@@ -144,6 +144,8 @@ def create_app(settings: ServeSettings | None = None, *, registry: Registry | No
         trusted_types=settings.trusted_types,
         refresh_s=settings.refresh_s,
         on_load=state.record_serving_config,
+        max_string_bytes=settings.max_string_bytes,
+        max_tensor_elements=settings.max_tensor_elements,
     )
     if TrafficRouter is not None:
         state.router = TrafficRouter(registry.db, refresh_s=settings.refresh_s)

@@ -129,7 +129,7 @@ def header_length(value: str | None, body_size: int) -> int | None:
     if value is None:
         return None
     text = value.strip()
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
         raise RequestError(f"{HEADER} {value!r} must be a whole number of bytes")
     n = int(text)
     if n == 0 or n > body_size:

@@ -21,6 +21,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: Default largest accepted request body (64 MiB: a 10,000-row batch of 50 columns is about 5 MiB).
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+#: Default longest string value of an input (64 KiB: a long free-text field, not a document dump).
+DEFAULT_MAX_STRING_BYTES = 64 * 1024
 
 
 def _split(value: Any) -> Any:
@@ -53,6 +55,9 @@ class ServeSettings(BaseSettings):
         models: Models loaded at start; the server reports ready once they load.
         max_body_bytes: Largest request body accepted (413 above).
         max_batch_rows: Most rows in one request (400 above).
+        max_string_bytes: Longest string value of any input, in UTF-8 bytes
+            (413 above, naming the input and row; nothing that long is logged).
+        max_tensor_elements: Most values in one input tensor (413 above).
         refresh_s: How often a version reference (alias, stage) is re-resolved,
             so a moved alias is served within this many seconds.
         log_predictions: Append every prediction to the prediction log.
@@ -76,6 +81,8 @@ class ServeSettings(BaseSettings):
     models: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
     max_batch_rows: int = Field(default=100_000, gt=0)
+    max_string_bytes: int = Field(default=DEFAULT_MAX_STRING_BYTES, gt=0)
+    max_tensor_elements: int = Field(default=10_000_000, gt=0)
     refresh_s: float = Field(default=1.0, ge=0)
     log_predictions: bool = True
     log_flush_rows: int = Field(default=5_000, gt=0)

@@ -35,6 +35,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import threading
 import time
 from collections import OrderedDict
@@ -67,11 +69,16 @@ class LoadedModel:
     framework: str
     signature: dict[str, Any]
     runtime: Runtime = field(repr=False)
+    #: The server's per-value limits: longest string in bytes, most values per tensor.
+    limits: tuple[int | None, int | None] = field(default=(None, None), repr=False)
 
-    @property
+    @functools.cached_property
     def spec(self) -> InputSpec:
-        """The version's input columns."""
-        return self.runtime.spec
+        """The version's input columns, with the server's limits on string length and tensor size."""
+        spec = self.runtime.spec
+        if self.limits == (None, None):
+            return spec
+        return dataclasses.replace(spec, max_string_bytes=self.limits[0], max_elements=self.limits[1])
 
     @property
     def platform(self) -> str:
@@ -115,6 +122,8 @@ class ModelCache:
         max_loaded: Most versions kept loaded.
         on_load: Called once with every version loaded (errors in it are ignored).
         order: Runtimes to try, in order.
+        max_string_bytes: Longest string value a request may send (413 above; None: no limit).
+        max_tensor_elements: Most values in one input tensor (413 above; None: no limit).
     """
 
     def __init__(
@@ -128,8 +137,11 @@ class ModelCache:
         on_load: Callable[[LoadedModel], None] | None = None,
         order: tuple[str, ...] = RUNTIMES,
         clock: Callable[[], float] = time.monotonic,
+        max_string_bytes: int | None = None,
+        max_tensor_elements: int | None = None,
     ) -> None:
         self.registry = registry
+        self.limits = (max_string_bytes, max_tensor_elements)
         self.trust_pickle = trust_pickle
         self.trusted_types = tuple(trusted_types)
         self.refresh_s = refresh_s
@@ -241,7 +253,7 @@ class ModelCache:
                 f"{model} version {number} cannot be served: {type(exc).__name__}: {exc}"
             ) from None
         return LoadedModel(
-            model, number, mv.semver, mv.stage, mv.framework, dict(mv.signature or {}), runtime
+            model, number, mv.semver, mv.stage, mv.framework, dict(mv.signature or {}), runtime, self.limits
         )
 
     def loaded(self) -> list[LoadedModel]:

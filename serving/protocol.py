@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -174,6 +175,10 @@ class InputSpec:
     names: tuple[str, ...]
     types: dict[str, str]
     nullable: frozenset[str]
+    #: Longest string value in UTF-8 bytes (None: no limit); longer is a 413.
+    max_string_bytes: int | None = None
+    #: Most values in one input tensor (None: no limit); more is a 413.
+    max_elements: int | None = None
 
     @classmethod
     def from_signature(cls, signature: Mapping[str, Any] | None) -> InputSpec:
@@ -210,6 +215,33 @@ def _check_rows(rows: int, max_rows: int, where: str) -> None:
         raise RequestError(f"{where}: the request has no rows")
     if rows > max_rows:
         raise RequestError(f"{where}: too many rows: {rows} (this server accepts at most {max_rows})")
+
+
+def _check_elements(shape: Sequence[int], spec: InputSpec, where: str) -> None:
+    count = math.prod(shape)
+    if spec.max_elements is not None and count > spec.max_elements:
+        raise RequestError(
+            f"{where}: shape {shape} holds {count} values (this server accepts at most "
+            f"{spec.max_elements} per tensor)",
+            413,
+        )
+
+
+def _check_strings(values: Sequence[Any] | np.ndarray, spec: InputSpec, where: str, row: str = "row") -> None:
+    """A 413 for the first string longer than ``spec.max_string_bytes`` (named, never echoed)."""
+    limit = spec.max_string_bytes
+    if limit is None or (isinstance(values, np.ndarray) and values.dtype.kind not in "OSU"):
+        return
+    short = limit // 4  # a string of at most this many characters fits in ``limit`` UTF-8 bytes
+    for i, value in enumerate(values):
+        if isinstance(value, str | bytes) and len(value) > short:
+            size = len(value) if isinstance(value, bytes) else len(value.encode("utf-8", "surrogatepass"))
+            if size > limit:
+                raise RequestError(
+                    f"{where}: {row} {i} holds a string of {size} bytes (this server accepts at most "
+                    f"{limit} per value)",
+                    413,
+                )
 
 
 def _check_accepts(spec: InputSpec, column: str, datatype: str, where: str) -> None:
@@ -255,9 +287,11 @@ def _single_tensor(tensor: Mapping[str, Any], spec: InputSpec, max_rows: int) ->
             continue
         _check_accepts(spec, column, datatype, f"{where} (column {column!r})")
     _check_rows(shape[0], max_rows, where)
+    _check_elements(shape, spec, where)
     arr = flat_array(tensor["data"], where)
     if arr.size != shape[0] * k:
         raise RequestError(f"{where}: shape {shape} needs {shape[0] * k} values, the data holds {arr.size}")
+    _check_strings(arr, spec, where, "value")
     matrix = arr.reshape(shape[0], k)
     columns = {
         name: convert_column(
@@ -308,9 +342,11 @@ def decode_infer_request(
         elif shape[0] != rows:
             raise RequestError(f"{where}: has {shape[0]} rows, the other inputs have {rows}")
         _check_accepts(spec, name, datatype, where)
+        _check_elements(shape, spec, where)
         arr = flat_array(tensor["data"], where)
         if arr.size != shape[0]:
             raise RequestError(f"{where}: shape {shape} needs {shape[0]} values, the data holds {arr.size}")
+        _check_strings(arr, spec, where)
         columns[name] = convert_column(arr, spec.types[name], where, nullable=name in spec.nullable)
     assert rows is not None
     return Batch(columns, rows)
@@ -353,6 +389,7 @@ def decode_records(
             )
     columns = {}
     for name in spec.names:
+        _check_strings(values[name], spec, f"feature {name!r}", "instance")
         try:
             with np.errstate(all="ignore"):
                 arr = np.asarray(values[name])

@@ -116,7 +116,7 @@ class ServerState:
         """The request body, refused with 413 beyond ``max_body_bytes``."""
         limit = self.settings.max_body_bytes
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise RequestError(f"payload too large: {declared} bytes (this server accepts {limit})", 413)
         chunks, size = [], 0
         async for chunk in request.stream():

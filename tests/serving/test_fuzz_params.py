@@ -113,6 +113,14 @@ def test_the_known_cases_are_4xx(client: httpx.Client, version: str) -> None:
     assert 400 <= response.status_code < 500, response.text[:200]
 
 
+@pytest.mark.parametrize("value", ["¹", "٣", "9" * 40, "-1", "0x10"])
+def test_binary_header_with_odd_digits_is_a_400(client: httpx.Client, value: str) -> None:
+    headers = {b"Inference-Header-Content-Length": value.encode("utf-8")}
+    response = client.post("/v2/models/fraud/infer", content=b"{}", headers=headers)
+    assert response.status_code == 400, response.text[:200]
+    assert "Inference-Header-Content-Length" in response.json()["error"]
+
+
 def test_still_serving_after_the_parameters(client: httpx.Client) -> None:
     good = [{"amount": 10.0, "age": 30, "country": "NL"}]
     assert client.post("/v1/models/fraud/predict", json=good).status_code == 200
