@@ -38,8 +38,14 @@ def prefect_cli() -> list[str]:
 
 
 def prefect_server_command(port: int) -> list[str]:
-    """``prefect server start`` on ``HOST:port``."""
-    return [*prefect_cli(), "server", "start", "--host", HOST, "--port", str(port)]
+    """``prefect server start`` on ``HOST:port``, through :mod:`mlops.clean_exit`.
+
+    Prefect's server re-raises the SIGTERM it stopped on (exit status 143);
+    the wrapper makes a clean stop exit 0.
+    """
+    from mlops.clean_exit import wrap
+
+    return wrap([*prefect_cli(), "server", "start", "--host", HOST, "--port", str(port)])
 
 
 def pool_workers(api_url: str, pool: str) -> int:
