@@ -8,7 +8,12 @@
 :class:`IntegrityError`     409
 :class:`Forbidden`          403
 malformed body or query     422
+value the DB cannot hold    400
 ==========================  ======
+
+A value the database cannot hold (an id past SQLite's 64-bit or PostgreSQL's
+32-bit ``INTEGER``, a NUL character in PostgreSQL text) is the caller's
+mistake, not the service's: 400, naming it.
 
 Example:
     >>> from storage.errors import NotFoundError
@@ -20,9 +25,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from storage.errors import (
@@ -114,3 +121,15 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ValueError)
     async def _value(request: Request, exc: ValueError) -> Response:
         return _answer(request, 400, f"invalid value: {exc}")
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> Response:
+        return _answer(request, 400, f"a number is out of range: {exc}")
+
+    async def _data(request: Request, exc: Exception) -> Response:
+        orig = exc.orig if isinstance(exc, DataError) else exc
+        reason = (str(orig).strip().splitlines() or ["invalid data"])[0]
+        return _answer(request, 400, f"a value does not fit the database: {reason}")
+
+    app.add_exception_handler(DataError, _data)  # through SQLAlchemy
+    app.add_exception_handler(psycopg.DataError, _data)  # from prepared statements run on the driver

@@ -25,7 +25,12 @@ class RequestIn(Body):
     version: str
     stage: str
     reason: str = ""
-    policy_block: str | None = None
+    policy_block: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9-]+$",  # a Prefect block name: anything else cannot name one
+        max_length=255,
+        description="The name of a saved ApprovalPolicyBlock (default: the built-in policy).",
+    )
 
 
 class DecisionIn(Body):
