@@ -31,6 +31,7 @@ from mlops.cli_compliance import attest, compliance_app, risk
 from mlops.cli_endpoints import canary_app, endpoints_app
 from mlops.cli_features import app as features_app
 from mlops.cli_governance import erase, lineage_app
+from mlops.cli_models import import_model_cmd, tag, untag
 from mlops.cli_monitoring import alerts_app, monitor_app
 from mlops.cli_ops import down, status, up
 from mlops.cli_registry import registry_app
@@ -63,6 +64,9 @@ app.add_typer(reviewers_app, name="reviewers")
 app.command("approve")(approve)
 app.command("reject")(reject)
 registry_app.command("rollback")(rollback)
+registry_app.command("tag")(tag)
+registry_app.command("untag")(untag)
+registry_app.command("import")(import_model_cmd)
 app.command("up")(up)
 app.command("down")(down)
 app.command("status")(status)

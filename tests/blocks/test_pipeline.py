@@ -134,7 +134,11 @@ def test_the_shipped_retraining_config_parses() -> None:
 
 def test_the_seeds_metric_spellings_are_aliases_of_the_canonical_names() -> None:
     cfg = PipelineConfig.parse(
-        {**BASE, "metrics": ["f1_score", "roc_auc", "accuracy_score", "auc", "f1"], "tuning_metric": "f1_score"}
+        {
+            **BASE,
+            "metrics": ["f1_score", "roc_auc", "accuracy_score", "auc", "f1"],
+            "tuning_metric": "f1_score",
+        }
     )
     assert cfg.metrics == ["f1", "auc_roc", "accuracy"]
     assert cfg.tuning_metric == "f1"
