@@ -11,6 +11,7 @@ them by digest. A download streams the verified bytes with their digest in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -19,43 +20,91 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from service.auth import Contributor, Principal, Reader
 from service.errors import TooLarge
 from service.routes.common import registry_of
+from storage.artifacts import ArtifactRef, ArtifactStore, Upload
 from storage.errors import ValidationError
 
 router = APIRouter(tags=["artifacts"])
-_FLUSH = 1 << 20
+#: Bytes gathered on the event loop before a worker thread hashes and writes them.
+_FLUSH = 4 << 20
+
+
+class _Sink:
+    """One upload's bytes on their way to the store, written in large batches by worker threads.
+
+    The store's :class:`~storage.artifacts.Upload` is opened by the first batch,
+    so a small upload costs a single thread hop (:meth:`finish`).
+    """
+
+    def __init__(self, store: ArtifactStore, limit: int) -> None:
+        self.store, self.limit = store, limit
+        self.upload: Upload | None = None
+
+    def write(self, chunks: list[bytes]) -> None:
+        if self.upload is None:
+            self.upload = self.store.begin_upload(max_bytes=self.limit)
+        for chunk in chunks:
+            self.upload.write(chunk)
+
+    def finish(self, chunks: list[bytes], sha256: str) -> ArtifactRef:
+        self.write(chunks)
+        assert self.upload is not None
+        return self.upload.commit(sha256)
+
+    def abort(self) -> None:
+        if self.upload is not None:
+            self.upload.abort()
 
 
 @router.put("/artifacts/{sha256}", status_code=201)
 async def upload(request: Request, sha256: str, caller: Principal = Contributor) -> dict[str, Any]:
-    """Store a file's bytes under their digest; 409 when they hash to something else, 413 when too large."""
+    """Store a file's bytes under their digest; 409 when they hash to something else, 413 when too large.
+
+    Receiving overlaps with storing: while a worker thread hashes and writes one
+    batch of about 4 MiB, the event loop gathers the next (chunks are kept as
+    they arrive, never copied into one buffer).
+    """
     registry = registry_of(request)
     limit: int = request.app.state.settings.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"the upload of {declared} bytes is larger than the limit of {limit} bytes")
     store = registry.artifacts
-    ref_check = store.path_of(sha256)  # refuses a malformed digest (400) before reading the body
-    del ref_check
-    upload = await asyncio.to_thread(store.begin_upload, max_bytes=limit)
-    buffer = bytearray()
+    store.path_of(sha256)  # refuses a malformed digest (400) before reading the body
+    sink = _Sink(store, limit)
+    writing: asyncio.Future[None] | None = None
+    batch: list[bytes] = []
+    size = 0
     try:
         async for chunk in request.stream():
-            buffer += chunk
-            if len(buffer) >= _FLUSH:
-                await asyncio.to_thread(upload.write, bytes(buffer))
-                buffer.clear()
-        if buffer:
-            await asyncio.to_thread(upload.write, bytes(buffer))
-        ref = await asyncio.to_thread(upload.commit, sha256)
+            batch.append(chunk)
+            size += len(chunk)
+            if size >= _FLUSH:
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(asyncio.to_thread(sink.write, batch))
+                batch, size = [], 0
+        if writing is not None:
+            await writing
+            writing = None
+        ref = await asyncio.to_thread(sink.finish, batch, sha256)
     except ValidationError as exc:
-        upload.abort()
+        await _settle(writing)
+        sink.abort()
         if "larger than the limit" in str(exc):
             raise TooLarge(str(exc)) from None
         raise
     except BaseException:
-        upload.abort()
+        await _settle(writing)
+        sink.abort()
         raise
     return {"sha256": ref.sha256, "size": ref.size}
+
+
+async def _settle(writing: asyncio.Future[None] | None) -> None:
+    """Wait for a batch still being written (its own error, if any, is the one already raised)."""
+    if writing is not None:
+        with contextlib.suppress(BaseException):
+            await writing
 
 
 @router.head("/artifacts/{sha256}")
