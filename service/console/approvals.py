@@ -17,9 +17,11 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from service.console.queries import approval_requests
 from service.console.render import page
 from service.console.session import Session, check_csrf, current_session, require_role
 from service.errors import status_for
+from storage.db import Database
 from storage.errors import MlopsError, ValidationError
 from storage.registry.approvals import PENDING, ApprovalRequest, ApprovalStore
 from storage.registry.core import Registry
@@ -41,11 +43,11 @@ def _registry(request: Request) -> Registry:
     return reg
 
 
-def _queue(store: ApprovalStore, model: str | None) -> tuple[list[ApprovalRequest], list[ApprovalRequest]]:
+def _queue(db: Database, model: str | None) -> tuple[list[ApprovalRequest], list[ApprovalRequest]]:
     """Pending requests (oldest first: the longest waiting on top), then the most recent others."""
-    pending = sorted(store.list(status=PENDING, model=model, limit=500), key=lambda r: r.id)
-    recent = [r for r in store.list(model=model, limit=RECENT + len(pending)) if r.status != PENDING]
-    return pending, recent[:RECENT]
+    pending = approval_requests(db, status=PENDING, model=model, oldest_first=True, limit=500)
+    recent = approval_requests(db, exclude_status=PENDING, model=model, limit=RECENT)
+    return pending, recent
 
 
 def approvals_view(
@@ -58,8 +60,7 @@ def approvals_view(
     status: int = 200,
 ) -> HTMLResponse:
     """The approvals page, with a message on top when a decision was just made or refused."""
-    store = ApprovalStore(_registry(request))
-    pending, recent = _queue(store, model or None)
+    pending, recent = _queue(_registry(request).db, model or None)
     context = {
         "session": session,
         "pending": pending,

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from storage import schema as t
 from storage.db import Database
+from storage.monitoring.alerts import OPEN, Alert
 
 CHECK_KINDS = ("drift_check", "performance_check")
 AUDIT_PAGE = 50
@@ -191,3 +192,34 @@ def audit_choices(db: Database) -> dict[str, list[str]]:
         ]
         actions = [str(v) for v in conn.execute(sa.select(c.action).distinct().order_by(c.action)).scalars()]
     return {"entity_types": types, "actions": actions}
+
+
+def open_alerts(db: Database, limit: int = 500) -> list[Alert]:
+    """Open alerts of every model, newest first, in one statement (version numbers joined in)."""
+    a, m, mv = t.alerts.c, t.models.c, t.model_versions.c
+    query = (
+        sa.select(t.alerts, m.name.label("model_name"), mv.number.label("version_number"))
+        .join(t.models, m.id == a.model_id)
+        .outerjoin(t.model_versions, mv.id == a.version_id)
+        .where(a.status == OPEN)
+        .order_by(a.id.desc())
+        .limit(limit)
+    )
+    with db.read() as conn:
+        rows = conn.execute(query).all()
+    return [
+        Alert(
+            r.id,
+            r.model_name,
+            r.version_number,
+            r.kind,
+            r.severity,
+            r.subject,
+            r.message,
+            r.status,
+            r._mapping["count"],  # not Row.count, the tuple method
+            r.first_seen,
+            r.last_seen,
+        )
+        for r in rows
+    ]

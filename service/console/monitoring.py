@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from service.console.history import CheckRow, check_history, health_history, monitored_models
+from service.console.history import CheckRow, check_history, health_history, monitored_models, open_alerts
 from service.console.render import line_figure, page
 from service.console.session import Session, check_csrf, current_session, require_role
 from service.errors import status_for
@@ -127,7 +127,7 @@ def monitoring_view(
 ) -> dict[str, Any]:
     reg = _registry(request)
     models = monitored_models(reg.db)
-    alerts = AlertStore(reg).open_alerts()
+    alerts = open_alerts(reg.db)
     chosen = model or _first_model(alerts, models)
     health = health_history(reg.db, chosen, DAYS) if chosen else []
     checks = check_history(reg.db, chosen) if chosen else []

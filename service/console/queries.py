@@ -1,4 +1,4 @@
-"""The console's list queries: one statement per page, so a page costs the same at 10 or 10,000 models.
+"""The console's list queries: a few statements per page, so a page costs the same at 10 or 10,000 models.
 
 Example:
     >>> import tempfile
@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from storage import schema as t
 from storage.db import Database
+from storage.registry.approvals import ApprovalRequest, GateOutcome, ReviewDecision
 
 PAGE_SIZE = 50
 SORTS = {
@@ -127,3 +128,65 @@ def model_rows(
         rows = [dict(row._mapping) for row in conn.execute(query)]
         total = int(conn.execute(count).scalar_one())
     return rows, total
+
+
+def approval_requests(
+    db: Database,
+    *,
+    status: str | None = None,
+    exclude_status: str | None = None,
+    model: str | None = None,
+    oldest_first: bool = False,
+    limit: int = 50,
+) -> list[ApprovalRequest]:
+    """Approval requests with their gates and decisions in three statements (not three per request)."""
+    r, m, mv = t.approval_requests.c, t.models.c, t.model_versions.c
+    query = (
+        sa.select(t.approval_requests, m.name.label("model_name"), mv.number.label("version_number"))
+        .join(t.models, m.id == r.model_id)
+        .join(t.model_versions, mv.id == r.version_id)
+    )
+    if status is not None:
+        query = query.where(r.status == status)
+    if exclude_status is not None:
+        query = query.where(r.status != exclude_status)
+    if model:
+        query = query.where(m.name == model)
+    query = query.order_by(r.id.asc() if oldest_first else r.id.desc()).limit(limit)
+    g, d = t.gate_results.c, t.approval_decisions.c
+    with db.read() as conn:
+        rows = conn.execute(query).all()
+        ids = [row.id for row in rows]
+        gates: dict[int, list[GateOutcome]] = {i: [] for i in ids}
+        decisions: dict[int, list[ReviewDecision]] = {i: [] for i in ids}
+        if ids:
+            for gate in conn.execute(sa.select(t.gate_results).where(g.request_id.in_(ids)).order_by(g.id)):
+                gates[gate.request_id].append(GateOutcome(gate.name, gate.passed, gate.detail))
+            found = conn.execute(sa.select(t.approval_decisions).where(d.request_id.in_(ids)).order_by(d.id))
+            for one in found:
+                decisions[one.request_id].append(
+                    ReviewDecision(one.reviewer, one.decision, one.comment, one.at)
+                )
+    return [
+        ApprovalRequest(
+            id=row.id,
+            model=row.model_name,
+            version=row.version_number,
+            target_stage=row.target_stage,
+            requested_by=row.requested_by,
+            reason=row.reason,
+            required_approvals=row.required_approvals,
+            allowed_roles=list(row.allowed_roles),
+            allow_self_approval=row.allow_self_approval,
+            alias=row.alias,
+            status=row.status,
+            outcome=row.outcome,
+            flow_run_id=row.flow_run_id,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            decided_at=row.decided_at,
+            gates=gates[row.id],
+            decisions=decisions[row.id],
+        )
+        for row in rows
+    ]

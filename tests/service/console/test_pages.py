@@ -286,3 +286,10 @@ def test_the_console_does_not_load_the_model_server() -> None:
 def test_console_routes_stay_out_of_the_api_document(console: Console) -> None:
     ours = [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
     assert len(ours) >= 15 and all(not r.include_in_schema for r in ours)
+
+
+def test_the_version_page_card_runs_no_fresh_compliance_check(console: Console) -> None:
+    from tasks.governance.report import governance_report
+
+    assert governance_report(console.registry, "fraud", 1, frameworks=[])["compliance"] == []
+    assert governance_report(console.registry, "fraud", 1, frameworks=["GDPR"])["compliance"]
