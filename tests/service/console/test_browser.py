@@ -123,6 +123,7 @@ def test_canary_step_shows_on_the_open_page(
     )
     canary_weight = page.locator('#live-traffic tr[data-variant="canary"] .weight-value')
     assert canary_weight.inner_text() == "50%"
+    assert "50% (current)" in page.locator("ol.steps li.current").inner_text()
     shoot(page, tmp_path, "endpoint")
     page.once("dialog", lambda dialog: dialog.accept())  # data-confirm asks first
     page.fill("#rollback-reason", "p99 too high")
