@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from serving.app import create_app
@@ -63,11 +63,25 @@ def _openapi() -> dict[str, Any]:
 schema = schemathesis.openapi.from_dict(_openapi())
 
 
-@schema.parametrize()
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
-def test_schema_fuzz_never_5xx(case: Any, server: Server) -> None:
-    response = case.call(base_url=server.url)
-    assert response.status_code < 500, (case.method, case.formatted_path, response.text[:300])
+#: Fixed seeds: a failure found once is found again by the same seed (one found
+#: ``/v2/models/0/versions/%C2%B9/infer``: '¹' passed ``isdigit()``); random runs add more.
+SEEDS = (0, 1, 42, 1729)
+
+
+def _schema_fuzz(fixed: int | None) -> Any:
+    @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+    def check(case: Any, server: Server) -> None:
+        response = case.call(base_url=server.url)
+        assert response.status_code < 500, (case.method, case.formatted_path, response.text[:300])
+
+    return schema.parametrize()(seed(fixed)(check) if fixed is not None else check)
+
+
+test_schema_fuzz_never_5xx = _schema_fuzz(None)
+test_schema_fuzz_never_5xx_seed_0 = _schema_fuzz(SEEDS[0])
+test_schema_fuzz_never_5xx_seed_1 = _schema_fuzz(SEEDS[1])
+test_schema_fuzz_never_5xx_seed_42 = _schema_fuzz(SEEDS[2])
+test_schema_fuzz_never_5xx_seed_1729 = _schema_fuzz(SEEDS[3])
 
 
 NAMES = st.sampled_from(["amount", "age", "country", "x", ""])
@@ -91,10 +105,34 @@ BODY = st.one_of(
 )
 
 
-@given(body=BODY, path=st.sampled_from(["/v2/models/fraud/infer", "/v2/models/fraud/versions/2/infer",
-                                        "/v1/models/fraud/predict", "/v1/feedback"]))  # fmt: skip
+PATHS = st.sampled_from(
+    [
+        "/v2/models/fraud/infer",
+        "/v2/models/fraud/versions/2/infer",
+        "/v1/models/fraud/predict",
+        "/v1/feedback",
+    ]
+)
+
+
+@given(body=BODY, path=PATHS)
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 def test_inference_fuzz_never_5xx(server: Server, body: Any, path: str) -> None:
+    _check_inference(server, body, path)
+
+
+@pytest.mark.parametrize("fixed", SEEDS)
+def test_inference_fuzz_never_5xx_with_fixed_seeds(server: Server, fixed: int) -> None:
+    @seed(fixed)
+    @given(body=BODY, path=PATHS)
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    def run(body: Any, path: str) -> None:
+        _check_inference(server, body, path)
+
+    run()
+
+
+def _check_inference(server: Server, body: Any, path: str) -> None:
     r = server.client.post(path, json=body)
     assert r.status_code < 500, (path, body, r.text[:300])
     if r.status_code >= 400:
