@@ -171,7 +171,7 @@ def _declared(outputs: Sequence[OutputInfo], signature: Mapping[str, Any]) -> di
 
 
 def _plan_from_roles(
-    roles: Mapping[str, str], shapes: Mapping[str, Sequence[Any]], task: str | None
+    roles: Mapping[str, str], shapes: Mapping[str, Sequence[Any]], task: str | None, zipmaps: frozenset[str]
 ) -> OutputPlan:
     by_role: dict[str, list[str]] = {}
     for name, role in roles.items():
@@ -194,7 +194,7 @@ def _plan_from_roles(
     if "probabilities" in one and "logits" in one:
         raise ValidationError("declare either probabilities or logits, not both")
     scores = one.get("probabilities") or one.get("logits")
-    width = _width(shapes[scores]) if scores else None
+    width = None if scores is None or scores in zipmaps else _width(shapes[scores])
     if scores and width == 1 and "probabilities" in one:  # [N] / [N, 1]: the positive class alone
         return OutputPlan("classification", label=one.get("label"), positive=scores, n_classes=2)
     return OutputPlan(
@@ -227,10 +227,11 @@ def classify_outputs(outputs: Sequence[OutputInfo], signature: Mapping[str, Any]
     task = sig.get("task")
     task = str(task) if task in ("classification", "regression") else None
     shapes = {name: list(shape) for name, _, shape in outputs}
+    kinds = {name: _kind(type_name) for name, type_name, _ in outputs}
+    zipmaps = frozenset(name for name, kind in kinds.items() if kind == "zipmap")  # [N] lists of {class: p}
     roles = _declared(outputs, sig)
     if roles:
-        return _plan_from_roles(roles, shapes, task)
-    kinds = {name: _kind(type_name) for name, type_name, _ in outputs}
+        return _plan_from_roles(roles, shapes, task, zipmaps)
     found: dict[str, list[str]] = {"label": [], "probabilities": [], "logits": [], "regression": []}
     rest: list[str] = []
     for name, _type, _shape in outputs:
@@ -257,7 +258,7 @@ def classify_outputs(outputs: Sequence[OutputInfo], signature: Mapping[str, Any]
     if labelled and not rest:  # classifier outputs, every one recognised
         if task == "regression":
             raise _ambiguous(outputs, "the signature says regression, and the outputs are a classifier's")
-        return _plan_from_roles({v: k for k, v in labelled.items()}, shapes, task)
+        return _plan_from_roles({v: k for k, v in labelled.items()}, shapes, task, zipmaps)
     floats = [n for n in rest if kinds[n] == "float"]
     if len(rest) != 1 or len(floats) != 1:
         why = "outputs the runtime cannot tell apart" if rest else "no output it can read"
@@ -270,7 +271,7 @@ def classify_outputs(outputs: Sequence[OutputInfo], signature: Mapping[str, Any]
         if task == "regression":
             raise _ambiguous(outputs, f"output {name!r} has {width} columns and the task is regression")
         roles_now = {**{v: k for k, v in labelled.items()}, name: "probabilities"}
-        return _plan_from_roles(roles_now, shapes, task)
+        return _plan_from_roles(roles_now, shapes, task, zipmaps)
     if task == "regression" and not labelled:
         return OutputPlan("regression", regression=name)
     if task == "classification":
