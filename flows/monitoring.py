@@ -1,9 +1,9 @@
-"""Monitoring flows: drift of the prediction log's features against the version's reference.
+"""Monitoring flows: drift and data quality of the prediction log, service levels, performance.
 
 Example:
     >>> from flows.monitoring import check_drift
-    >>> (check_drift.name, check_performance.name)
-    ('check-drift', 'check-performance')
+    >>> (check_drift.name, check_operations.name, check_performance.name)
+    ('check-drift', 'check-operations', 'check-performance')
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
+from tasks.monitoring.operational import run_operations_check
 from tasks.monitoring.report import publish_monitoring_report
 from tasks.monitoring.steps import (
     profile_files,
@@ -23,15 +24,65 @@ from tasks.monitoring.steps import (
 from tasks.registry.steps import open_registry
 
 
+def artifact_key(model: str) -> str:
+    """A Prefect artifact key part for ``model`` (lower case, dashes)."""
+    return model.lower().replace("_", "-").replace("/", "-").replace(".", "-")
+
+
 @flow(name="check-drift")
-def check_drift(model: str, version: str | None = None, window_hours: float = 24.0) -> dict[str, Any]:
-    """Check the last ``window_hours`` of a version's traffic (default: production) for drift."""
-    result = run_drift_check(model, version, window_hours)
+def check_drift(
+    model: str,
+    version: str | None = None,
+    window_hours: float = 24.0,
+    config: dict[str, Any] | None = None,
+    config_block: str | None = None,
+) -> dict[str, Any]:
+    """Check the last ``window_hours`` of a version's traffic (default: production): drift, data quality.
+
+    ``config`` (or the saved ``MLOps Monitoring Config`` block named ``config_block``)
+    holds the data-quality thresholds.
+    """
+    result = run_drift_check(model, version, window_hours, config=config, config_block=config_block)
     rows = [{"column": c, "drifted": True} for c in result.get("drifted_columns", [])]
+    key = artifact_key(model)
     create_table_artifact(
         table=rows or [{"column": "-", "drifted": False}],
-        key=f"drift-{model}".lower().replace("_", "-"),
+        key=f"drift-{key}",
         description=f"{model} v{result['version']}: {result['rows']} rows, drift: {result['dataset_drift']}",
+    )
+    quality = result.get("data_quality")
+    if quality is not None:
+        create_table_artifact(
+            table=[
+                {k: f[k] for k in ("column", "check", "severity", "value", "limit", "message")}
+                for f in quality["findings"]
+            ]
+            or [{"column": "-", "check": "all", "severity": "-", "message": "data quality ok"}],
+            key=f"data-quality-{key}",
+            description=f"{model} v{result['version']}: {quality['summary']}",
+        )
+    return result
+
+
+@flow(name="check-operations")
+def check_operations(
+    model: str,
+    version: str | None = None,
+    window_hours: float = 1.0,
+    config: dict[str, Any] | None = None,
+    config_block: str | None = None,
+) -> dict[str, Any]:
+    """Check latency p95/p99 and error rate per endpoint over the last window; alert on breaches."""
+    result = run_operations_check(model, version, window_hours, config=config, config_block=config_block)
+    create_table_artifact(
+        table=[
+            {k: e[k] for k in ("endpoint", "requests", "error_rate", "p95_ms", "p99_ms", "judged")}
+            for e in result["endpoints"]
+        ]
+        or [{"endpoint": "-", "requests": 0}],
+        key=f"operations-{artifact_key(model)}",
+        description=f"{model} v{result['version']}: {result['requests']} requests, "
+        f"{'within' if result['passed'] else 'OUTSIDE'} service levels",
     )
     return result
 

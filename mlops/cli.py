@@ -25,6 +25,7 @@ import typer
 
 from mlops import _render as render
 from mlops._cli_common import PACKAGE, ErrorReportingGroup, JsonOpt, say
+from mlops.cli_alert_routes import routes_app
 from mlops.cli_approvals import approvals_app, approve, reject, reviewers_app, rollback
 from mlops.cli_audit import audit_app
 from mlops.cli_compliance import attest, compliance_app, risk
@@ -53,6 +54,7 @@ app.add_typer(compliance_app, name="compliance")
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(alerts_app, name="alerts")
+alerts_app.add_typer(routes_app, name="routes")
 app.add_typer(endpoints_app, name="endpoints")
 app.add_typer(canary_app, name="canary")
 app.command("attest")(attest)

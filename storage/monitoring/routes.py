@@ -55,7 +55,7 @@ from sqlalchemy.exc import IntegrityError
 from storage import schema as t
 from storage.audit import append_entry
 from storage.db import inserted_id
-from storage.errors import NotFoundError, ValidationError
+from storage.errors import AlreadyExistsError, NotFoundError, ValidationError
 from storage.monitoring.alerts import SEVERITIES, Alert, AlertStore
 from storage.registry.core import Registry
 from storage.registry.records import Record
@@ -152,7 +152,7 @@ class AlertRouteStore:
         notify_resolved: bool = True,
         actor: str | None = None,
     ) -> AlertRoute:
-        """Add a route (audited); a name already taken is a ValidationError."""
+        """Add a route (audited); a name already taken is an AlreadyExistsError."""
         _check_route(name, block, min_severity, renotify_seconds)
         who = actor or self.registry.actor
         values = {
@@ -169,7 +169,7 @@ class AlertRouteStore:
         }
         with self.registry.db.write() as conn:
             if conn.execute(sa.select(t.alert_routes.c.id).where(t.alert_routes.c.name == name)).first():
-                raise ValidationError(f"alert route {name!r} already exists")
+                raise AlreadyExistsError(f"alert route {name!r} already exists")
             route_id = inserted_id(conn, t.alert_routes.insert(), values)
             after = {k: v for k, v in values.items() if k not in ("created_at", "created_by")}
             append_entry(

@@ -46,9 +46,14 @@ def record_findings(
     event: str | None = None,
     event_subject_key: str = "subject",
     resolve_cleared: bool = True,
+    keep: Sequence[str] = (),
     notify: bool = True,
 ) -> list[dict[str, Any]]:
-    """Raise one alert per finding; returns the new ones as dicts (see the module docs)."""
+    """Raise one alert per finding; returns the new ones as dicts (see the module docs).
+
+    ``keep`` names subjects the check could not judge this time: their open
+    alerts stay open.
+    """
     store, new_alerts = AlertStore(registry), []
     for severity, subject, message in findings:
         alert = store.raise_alert(
@@ -67,7 +72,7 @@ def record_findings(
                 payload={"severity": severity, event_subject_key: subject, "message": message, "kind": kind},
             )
     if resolve_cleared:
-        store.resolve_cleared(model, version, kind=kind, still_firing=[s for _, s, _ in findings])
+        store.resolve_cleared(model, version, kind=kind, still_firing=[*keep, *(s for _, s, _ in findings)])
     if notify:
         notify_alerts(registry)
     return new_alerts

@@ -1,7 +1,8 @@
 """The monitoring report of a model version: drift, performance, alerts, health, importance.
 
-It gathers what the checks stored (the newest ``drift_check`` and
-``performance_check`` reports, open alerts, the version's global feature
+It gathers what the checks stored (the newest ``drift_check``,
+``data_quality``, ``operations_check`` and ``performance_check`` reports, open
+alerts, the health score with each deduction, the version's global feature
 importance) into one JSON-ready dict and a Markdown summary. For people who
 want Evidently's interactive view, :func:`evidently_html` writes its
 ``DataDriftPreset`` report for a sample of the same data (kept off the hot
@@ -25,7 +26,8 @@ import pandas as pd
 from prefect import task
 
 from storage.governance.reports import ReportStore
-from storage.monitoring.alerts import AlertStore, health_score
+from storage.monitoring.alerts import AlertStore
+from storage.monitoring.health import model_health
 from storage.monitoring.prediction_log import PredictionLog
 from storage.registry.core import Registry
 from storage.registry.reads import VersionRef
@@ -63,12 +65,16 @@ def monitoring_report(
     """Drift, performance, operations, open alerts, health score and global importance of a version."""
     target = registry.get_version(model, version if version is not None else "production")
     alerts = [a for a in AlertStore(registry).open_alerts(model) if a.version in (None, target.number)]
+    health = model_health(registry, model, target.number)
     return {
         "model": model,
         "version": target.number,
         "stage": target.stage,
-        "health": health_score(alerts),
+        "health": health.score,
+        "health_breakdown": health.to_dict()["deductions"],
         "drift": _stored(registry, "drift_check", model, target.number),
+        "data_quality": _stored(registry, "data_quality", model, target.number),
+        "service_levels": _stored(registry, "operations_check", model, target.number),
         "performance": _stored(registry, "performance_check", model, target.number),
         "operations": operations(model, target.number, window_hours),
         "alerts": [a.to_dict() for a in alerts],
@@ -89,8 +95,12 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"# Monitoring: {report['model']} version {report['version']} — health {report['health']:.0f}",
         "",
         f"- **drift**: {line(report['drift'])}",
+        f"- **data quality**: {line(report.get('data_quality'))}",
+        f"- **service levels**: {line(report.get('service_levels'))}",
         f"- **performance**: {line(report['performance'])}",
         f"- **operations**: {_operations_line(report.get('operations'))}",
+        f"- **health deductions**: {len(report.get('health_breakdown') or [])}",
+        *[f"  - −{d['points']:g} {d['reason']}: {d['detail']}" for d in report.get("health_breakdown") or []],
         f"- **open alerts**: {len(report['alerts'])}",
         *[
             f"  - {a['severity']} {a['kind']} `{a['subject']}` ×{a['count']}: {a['message']}"
