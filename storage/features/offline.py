@@ -14,6 +14,12 @@ availability time, then the latest ingestion. DuckDB's ``ASOF JOIN`` does the
 join after a window pass that keeps only the rows that change the answer
 (the SQL lives in :mod:`storage.features.pit`).
 
+A damaged file (a disk error, a partial copy) that DuckDB cannot read is named
+in a warning and left out of the store's reads until it changes (a retried
+batch rewrites it), so the group's other files stay readable;
+:meth:`OfflineStore.verify` names every file of a group that does not read
+back whole.
+
 Example:
     >>> import tempfile, pandas as pd
     >>> from storage.features.definitions import Feature, FeatureGroup
@@ -34,15 +40,17 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
+import logging
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import numpy as np
@@ -54,11 +62,15 @@ from storage.features import pit
 from storage.features.pit import GroupSpec, decode
 from storage.features.records import Feature, FeatureGroup, check_identifier, quote
 from storage.features.validation import DUCK_TYPES, ROW, SEQ, IngestResult, validate_batch
+from storage.parquet_files import CorruptFile, unreadable_files, verify_parquet
 
 __all__ = ["GroupSpec", "IngestResult", "OfflineStore", "connect", "validate_batch"]
 
+log = logging.getLogger(__name__)
+
 
 COMMITS = "_committed"
+T = TypeVar("T")
 
 
 def connect() -> duckdb.DuckDBPyConnection:
@@ -77,6 +89,8 @@ class OfflineStore:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        #: Files DuckDB could not read, with their (size, mtime) then: left out until they change.
+        self.unreadable: dict[str, tuple[int, float]] = {}
 
     def group_dir(self, group: str) -> Path:
         """The folder of one group's files."""
@@ -90,6 +104,9 @@ class OfflineStore:
         files of batches with a marker are read. A crash in between leaves
         files that no reader sees; retrying the batch commits them.
         """
+        return [f for f in self._committed(group) if not self._known_unreadable(f)]
+
+    def _committed(self, group: str) -> list[str]:
         root = self.group_dir(group)
         committed = {p.name for p in (root / COMMITS).glob("*")} if (root / COMMITS).is_dir() else set()
         return sorted(
@@ -97,6 +114,41 @@ class OfflineStore:
             for f in glob.glob(str(root / "date=*" / "part-*.parquet"))
             if Path(f).stem.removeprefix("part-") in committed
         )
+
+    def _known_unreadable(self, path: str) -> bool:
+        seen = self.unreadable.get(path)
+        if seen is None:
+            return False
+        try:
+            st = os.stat(path)
+        except OSError:
+            return True
+        return (st.st_size, st.st_mtime) == seen
+
+    def _skipping_unreadable(self, call: Callable[[], T]) -> T:
+        """``call()``; when DuckDB fails naming some of the store's files, leave them out and call again."""
+        while True:
+            try:
+                return call()
+            except duckdb.Error as exc:
+                every = glob.glob(str(self.root / "*" / "date=*" / "part-*.parquet"))
+                readable = [f for f in every if not self._known_unreadable(f)]
+                bad = unreadable_files(exc, readable)
+                if not bad:
+                    raise
+                for found in bad:
+                    with contextlib.suppress(OSError):
+                        st = os.stat(found.path)
+                        self.unreadable[found.path] = (st.st_size, st.st_mtime)
+                    log.warning(
+                        "offline store: left out the unreadable Parquet file %s (%s)",
+                        found.path,
+                        found.reason,
+                    )
+
+    def verify(self, group: str) -> list[CorruptFile]:
+        """Every committed file of ``group`` that does not read back whole, with the reason."""
+        return verify_parquet(self._committed(group))
 
     # ------------------------------------------------------------ writing
     def ingest(self, group: FeatureGroup, feats: Sequence[Feature], df: pd.DataFrame) -> IngestResult:
@@ -178,7 +230,7 @@ class OfflineStore:
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         return f"SELECT {', '.join(cols)} FROM {src}{clause}", params
 
-    def historical(
+    def _historical(
         self,
         entity_df: pd.DataFrame,
         specs: Sequence[GroupSpec],
@@ -202,7 +254,7 @@ class OfflineStore:
         finally:
             con.close()
 
-    def historical_to_file(
+    def _historical_to_file(
         self,
         entity_path: str | os.PathLike[str],
         specs: Sequence[GroupSpec],
@@ -236,7 +288,7 @@ class OfflineStore:
         finally:
             con.close()
 
-    def read_range(
+    def _read_range(
         self,
         group: FeatureGroup,
         feats: Sequence[Feature],
@@ -282,7 +334,7 @@ class OfflineStore:
             df[f.name] = decode(f, df[f.name])
         return df
 
-    def materialization_rows(
+    def _materialization_rows(
         self, group: FeatureGroup, feats: Sequence[Feature], start: datetime | None, end: datetime
     ) -> list[tuple[str, int, str]]:
         """``(entity key, event time µs, JSON payload)`` of the newest row per entity.
@@ -322,6 +374,62 @@ class OfflineStore:
             return con.execute(query, params).fetchall()
         finally:
             con.close()
+
+    # ------------------------------------------------------------ reads that leave out damaged files
+    def historical(
+        self,
+        entity_df: pd.DataFrame,
+        specs: Sequence[GroupSpec],
+        *,
+        timestamp_column: str = "event_timestamp",
+        full_names: bool = False,
+    ) -> pd.DataFrame:
+        """Point-in-time join: ``entity_df`` plus one column per feature (see :meth:`_historical`)."""
+        return self._skipping_unreadable(
+            lambda: self._historical(
+                entity_df, specs, timestamp_column=timestamp_column, full_names=full_names
+            )
+        )
+
+    def historical_to_file(
+        self,
+        entity_path: str | os.PathLike[str],
+        specs: Sequence[GroupSpec],
+        output_path: str | os.PathLike[str],
+        *,
+        timestamp_column: str = "event_timestamp",
+        full_names: bool = False,
+        memory_limit_mb: int | None = None,
+    ) -> int:
+        """The point-in-time join, Parquet in, Parquet out (see :meth:`_historical_to_file`)."""
+        return self._skipping_unreadable(
+            lambda: self._historical_to_file(
+                entity_path,
+                specs,
+                output_path,
+                timestamp_column=timestamp_column,
+                full_names=full_names,
+                memory_limit_mb=memory_limit_mb,
+            )
+        )
+
+    def read_range(
+        self,
+        group: FeatureGroup,
+        feats: Sequence[Feature],
+        start: datetime | None,
+        end: datetime | None,
+        *,
+        latest: bool = False,
+    ) -> pd.DataFrame:
+        """Rows with event time in ``[start, end)``; with ``latest``, the newest row per entity."""
+        return self._skipping_unreadable(lambda: self._read_range(group, feats, start, end, latest=latest))
+
+    def materialization_rows(
+        self, group: FeatureGroup, feats: Sequence[Feature], start: datetime | None, end: datetime
+    ) -> list[tuple[str, int, str]]:
+        """``(entity key, event time µs, JSON payload)`` of the newest row per entity."""
+        return self._skipping_unreadable(lambda: self._materialization_rows(group, feats, start, end))
 
 
 def _bound(value: datetime | None) -> datetime | None:

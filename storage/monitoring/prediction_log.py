@@ -25,6 +25,10 @@ Files written before ``endpoint`` and ``variant`` existed read with both null.
 
 Every file is written under a temporary name and renamed, so a reader sees a
 whole file or none. Erasing an entity rewrites each affected file the same way.
+A file damaged anyway (a disk error, a partial copy) is named in a warning and
+left out of reads, so the rest of the log stays readable; :meth:`PredictionLog.verify`
+names every such file, and erasure refuses to pass over one (it might hold the
+entity's rows).
 
 Example:
     >>> import tempfile
@@ -58,9 +62,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from blocks.settings import MlopsSettings, get_settings
-from storage.errors import ValidationError
+from storage.errors import IntegrityError, ValidationError
 from storage.features.online import entity_key as _key_part
 from storage.features.records import check_identifier
+from storage.parquet_files import CorruptFile, read_skipping_corrupt, verify_parquet
 from storage.validation import check_name
 
 SCHEMA = pa.schema(
@@ -209,6 +214,17 @@ def write_atomically(table: pa.Table, final: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _read_whole(path: str, columns: list[str] | None = None) -> pa.Table:
+    """A file of the log; one that does not read back is an error that names it."""
+    try:
+        return pq.ParquetFile(path).read(columns=columns)
+    except Exception as exc:  # a damaged file: stop, naming it
+        raise IntegrityError(
+            f"the prediction log file {path} does not read back ({type(exc).__name__}: {exc}); "
+            "restore or remove it, then erase again"
+        ) from None
+
+
 class PredictionLog:
     """The prediction log under ``root`` (see the module docs for the format).
 
@@ -264,20 +280,30 @@ class PredictionLog:
             if value is not None:
                 where.append(clause)
                 params.append(value)
-        con = duckdb.connect()
-        try:
-            con.execute("SET TimeZone = 'UTC'")
-            sql = (
-                "SELECT * FROM read_parquet(?, hive_partitioning = false, "
-                f"union_by_name = true) WHERE {' AND '.join(where)} ORDER BY ts, request_id"
-            )
-            frame = con.execute(sql, params).fetch_df()
+        sql = (
+            "SELECT * FROM read_parquet(?, hive_partitioning = false, "
+            f"union_by_name = true) WHERE {' AND '.join(where)} ORDER BY ts, request_id"
+        )
+
+        def run(readable: list[str]) -> pd.DataFrame:
+            if not readable:
+                return SCHEMA.empty_table().to_pandas()
+            con = duckdb.connect()
+            try:
+                con.execute("SET TimeZone = 'UTC'")
+                frame = con.execute(sql, [readable, *params[1:]]).fetch_df()
+            finally:
+                con.close()
             for column in COLUMNS:  # files older than a column read it as null
                 if column not in frame.columns:
                     frame[column] = None
             return frame[list(COLUMNS)]
-        finally:
-            con.close()
+
+        return read_skipping_corrupt(run, files, f"prediction log {self.root}")
+
+    def verify(self, model: str | None = None) -> list[CorruptFile]:
+        """Every file of the log (of one model) that does not read back whole, with the reason."""
+        return verify_parquet(self.files(model))
 
     def count(self, entity_key: Mapping[str, Any] | str) -> int:
         """Rows logged for one entity (in the canonical ``k=v[,k=v]`` form, or as a mapping)."""
@@ -285,27 +311,37 @@ class PredictionLog:
         files = self.files()
         if not files:
             return 0
-        con = duckdb.connect()
-        try:
-            sql = "SELECT count(*) FROM read_parquet(?, hive_partitioning = false) WHERE entity_key = ?"
-            row = con.execute(sql, [files, key]).fetchone()
-            return int(row[0]) if row else 0
-        finally:
-            con.close()
+
+        def run(readable: list[str]) -> int:
+            if not readable:
+                return 0
+            con = duckdb.connect()
+            try:
+                sql = "SELECT count(*) FROM read_parquet(?, hive_partitioning = false) WHERE entity_key = ?"
+                row = con.execute(sql, [readable, key]).fetchone()
+                return int(row[0]) if row else 0
+            finally:
+                con.close()
+
+        return read_skipping_corrupt(run, files, f"prediction log {self.root}")
 
     def erase(self, entity_key: Mapping[str, Any] | str) -> int:
         """Rewrite every file holding the entity's rows without them; returns the rows removed.
 
         Each file is replaced atomically (temporary file, then rename); a file
         left empty is deleted.
+
+        Raises:
+            IntegrityError: A file of the log does not read back (it is named): it
+                might hold the entity's rows, so nothing is passed over silently.
         """
         key = canonical_entity_key(entity_key)
         removed = 0
         for path in self.files():
-            keys = pq.ParquetFile(path).read(columns=["entity_key"])["entity_key"]
+            keys = _read_whole(path, ["entity_key"])["entity_key"]
             if not pc.any(pc.equal(keys, key)).as_py():
                 continue
-            table = pq.ParquetFile(path).read()
+            table = _read_whole(path)
             keep = pc.fill_null(pc.not_equal(table["entity_key"], key), True)
             kept = table.filter(keep)
             if kept.num_rows == table.num_rows:
