@@ -41,6 +41,8 @@ def canary_rollout(
     min_requests: int = 20,
     max_holds: int = 3,
     poll_seconds: float = 5.0,
+    max_p99_ms: float | None = None,
+    p99_floor_ms: float = 25.0,
 ) -> dict[str, Any]:
     """Walk ``model:version`` through the canary steps on ``endpoint``; roll back on a breach.
 
@@ -48,6 +50,9 @@ def canary_rollout(
     the server: advance, hold (not enough requests yet: the step runs again, at
     most ``max_holds`` times, then the canary is rolled back) or rollback. An
     endpoint that does not exist yet is created serving the version.
+    Latency is judged against ``max_p99_ms`` (an absolute target, if given) and
+    ``max_p99_ratio`` times the stable p99, the ratio only when the canary's p99
+    is above ``p99_floor_ms``.
     Returns ``status`` (``completed``, ``rolled_back`` or ``created``) and the history.
     """
     steps = steps or [5, 25, 50, 100]
@@ -59,6 +64,8 @@ def canary_rollout(
         "max_error_rate_diff": max_error_rate_diff,
         "max_p99_ratio": max_p99_ratio,
         "min_requests": min_requests,
+        "p99_floor_ms": p99_floor_ms,
+        **({"max_p99_ms": max_p99_ms} if max_p99_ms is not None else {}),
     }
     history = [start_canary(endpoint, model, version, steps, thresholds, server_url, admin_key)]
     status = "running"

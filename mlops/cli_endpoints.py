@@ -363,12 +363,25 @@ def canary_start(
     max_error_rate_diff: Annotated[float, typer.Option("--max-error-rate-diff")] = 0.02,
     max_p99_ratio: Annotated[float, typer.Option("--max-p99-ratio")] = 1.5,
     min_requests: Annotated[int, typer.Option("--min-requests")] = 20,
+    max_p99_ms: Annotated[
+        float | None, typer.Option("--max-p99-ms", help="Absolute p99 target: above it, roll back.")
+    ] = None,
+    p99_floor_ms: Annotated[
+        float, typer.Option("--p99-floor-ms", help="Below this canary p99 the ratio is not judged.")
+    ] = 25.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Start a canary at its first step (then `mlops canary analyze` each step, or `mlops canary run`)."""
     from storage.endpoints.store import CanaryPlan
 
-    plan = CanaryPlan(parse_steps(steps), max_error_rate_diff, max_p99_ratio, min_requests)
+    plan = CanaryPlan(
+        parse_steps(steps),
+        max_error_rate_diff,
+        max_p99_ratio,
+        min_requests,
+        max_p99_ms=max_p99_ms,
+        p99_floor_ms=p99_floor_ms,
+    )
     with open_endpoints() as store:
         model = model or max(store.get(name).live, key=lambda v: v.weight).model
         _show(store.start_canary(name, model, version, plan), as_json)

@@ -56,6 +56,7 @@ from serving.canary import run_analysis
 from serving.protocol import RequestError
 from serving.traffic import TrafficRouter
 from storage.db import Database
+from storage.endpoints.records import DEFAULT_P99_FLOOR_MS
 from storage.endpoints.store import CanaryPlan, Endpoint, EndpointStore, VariantSpec, since_seconds
 from storage.errors import AlreadyExistsError, MlopsError, NotFoundError
 
@@ -85,6 +86,19 @@ class CanaryBody(BaseModel):
     max_error_rate_diff: float = 0.02
     max_p99_ratio: float = 1.5
     min_requests: int = 20
+    max_p99_ms: float | None = None
+    p99_floor_ms: float = DEFAULT_P99_FLOOR_MS
+
+    def plan(self) -> CanaryPlan:
+        """The canary plan this body asks for."""
+        return CanaryPlan(
+            tuple(self.steps),
+            self.max_error_rate_diff,
+            self.max_p99_ratio,
+            self.min_requests,
+            max_p99_ms=self.max_p99_ms,
+            p99_floor_ms=self.p99_floor_ms,
+        )
 
 
 class EndpointBody(BaseModel):
@@ -217,8 +231,7 @@ def admin_router(router: TrafficRouter, db: Database, settings: ServeSettings) -
         def create() -> Endpoint:
             plan = None
             if body.canary is not None:
-                c = body.canary
-                plan = CanaryPlan(tuple(c.steps), c.max_error_rate_diff, c.max_p99_ratio, c.min_requests)
+                plan = body.canary.plan()
             return store.create(
                 body.name,
                 variants,
@@ -335,9 +348,7 @@ def admin_router(router: TrafficRouter, db: Database, settings: ServeSettings) -
         name: str, body: CanaryBody, x_actor: str | None = Header(default=None)
     ) -> dict[str, Any]:
         def start() -> Endpoint:
-            plan = CanaryPlan(
-                tuple(body.steps), body.max_error_rate_diff, body.max_p99_ratio, body.min_requests
-            )
+            plan = body.plan()
             model = body.model or max(store.get(name).live, key=lambda v: v.weight).model
             return store.start_canary(name, model, body.version, plan, actor=actor_of(x_actor))
 

@@ -5,9 +5,12 @@ replica flushed since the step began) are compared with the stable
 variant's. The decision:
 
 * ``rollback`` when the canary's error rate exceeds the stable one by more than
-  ``max_error_rate_diff``, or its p99 exceeds ``max_p99_ratio`` times the
-  stable p99 — also before ``min_requests`` when the canary already has more
-  errors than the threshold allows over ``min_requests`` requests;
+  ``max_error_rate_diff``; when its p99 is above the absolute target
+  ``max_p99_ms``; or when its p99 exceeds ``max_p99_ratio`` times the stable
+  p99 *and* is above ``p99_floor_ms`` (a 25x ratio between 0.4 ms and 10 ms is
+  no reason to roll back) — also before ``min_requests`` when the canary
+  already has more errors than the threshold allows over ``min_requests``
+  requests;
 * ``hold`` while the canary has fewer than ``min_requests`` requests;
 * ``advance`` otherwise.
 
@@ -88,13 +91,25 @@ def analyse(stable: VariantStats, canary: VariantStats, plan: CanaryPlan) -> Can
             f"canary error rate {canary.error_rate:.4f} exceeds stable {stable.error_rate:.4f} "
             f"by {diff:.4f} > {plan.max_error_rate_diff}",
         )
-    if ratio is not None and ratio > plan.max_p99_ratio:
+    if plan.max_p99_ms is not None and canary_p99 > plan.max_p99_ms:
         return result(
-            "rollback",
-            f"canary p99 {canary_p99:.3f} ms is {ratio:.2f}x stable p99 {stable_p99:.3f} ms "
-            f"> {plan.max_p99_ratio}x",
+            "rollback", f"canary p99 {canary_p99:.3f} ms exceeds the target max_p99_ms {plan.max_p99_ms:g} ms"
         )
-    return result("advance", f"canary within thresholds at {plan.weight:g}% ({canary.requests} requests)")
+    note = ""
+    if ratio is not None and ratio > plan.max_p99_ratio:
+        if canary_p99 > plan.p99_floor_ms:
+            return result(
+                "rollback",
+                f"canary p99 {canary_p99:.3f} ms is {ratio:.2f}x stable p99 {stable_p99:.3f} ms "
+                f"> {plan.max_p99_ratio}x (above the {plan.p99_floor_ms:g} ms floor)",
+            )
+        note = (
+            f"; p99 {ratio:.2f}x stable not judged: {canary_p99:.3f} ms is under the "
+            f"{plan.p99_floor_ms:g} ms floor"
+        )
+    return result(
+        "advance", f"canary within thresholds at {plan.weight:g}% ({canary.requests} requests){note}"
+    )
 
 
 def _step_since(plan: CanaryPlan) -> datetime | None:

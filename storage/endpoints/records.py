@@ -33,6 +33,8 @@ from storage.validation import check_name
 POLICIES = ("single", "ab", "canary", "shadow", "blue_green")
 LIVE, SHADOW = "live", "shadow"
 DEFAULT_CANARY_STEPS = (5, 25, 50, 100)
+#: Below this canary p99 (ms) the ratio to the stable p99 is not judged.
+DEFAULT_P99_FLOOR_MS = 25.0
 STABLE, CANARY = "stable", "canary"
 BLUE, GREEN = "blue", "green"
 
@@ -89,11 +91,16 @@ class CanaryPlan(Record):
     Attributes:
         steps: Canary weights in percent, increasing, ending at 100.
         max_error_rate_diff: Largest allowed canary error rate minus stable error rate.
-        max_p99_ratio: Largest allowed canary p99 latency over stable p99 latency.
+        max_p99_ratio: Largest allowed canary p99 latency over stable p99 latency; it only
+            counts when the canary's p99 is above ``p99_floor_ms``.
         min_requests: Requests the canary needs at a step before it is judged.
         step: Index of the current step (-1 before the first).
         status: ``running``, ``completed``, ``rolled_back`` or ``idle``.
         step_started_at: ISO time the current step began (stats are read from then).
+        max_p99_ms: Absolute latency target: a canary p99 above it is a rollback, whatever
+            the stable variant does (None: no target).
+        p99_floor_ms: Below this canary p99 the ratio to stable is not judged: 0.4 ms against
+            10 ms is 25x, and inside every latency budget.
     """
 
     steps: tuple[int, ...] = DEFAULT_CANARY_STEPS
@@ -103,6 +110,8 @@ class CanaryPlan(Record):
     step: int = -1
     status: str = "idle"
     step_started_at: str | None = None
+    max_p99_ms: float | None = None
+    p99_floor_ms: float = DEFAULT_P99_FLOOR_MS
 
     def __post_init__(self) -> None:
         steps = tuple(int(s) for s in self.steps)
@@ -114,6 +123,8 @@ class CanaryPlan(Record):
             raise ValidationError(
                 "canary thresholds must be max_error_rate_diff >= 0, max_p99_ratio > 0, min_requests >= 0"
             )
+        if (self.max_p99_ms is not None and not self.max_p99_ms > 0) or not self.p99_floor_ms >= 0:
+            raise ValidationError("canary latency limits must be max_p99_ms > 0 and p99_floor_ms >= 0")
         object.__setattr__(self, "steps", steps)
 
     @property

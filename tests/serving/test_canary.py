@@ -19,7 +19,10 @@ from storage.endpoints.store import (
 )
 from storage.errors import ValidationError
 
-PLAN = CanaryPlan(max_error_rate_diff=0.02, max_p99_ratio=1.5, min_requests=100, step=0, status="running")
+# No floor: these cases judge the ratio alone (the floor has its own tests below).
+PLAN = CanaryPlan(
+    max_error_rate_diff=0.02, max_p99_ratio=1.5, min_requests=100, step=0, status="running", p99_floor_ms=0.0
+)
 
 
 def _stats(name: str, requests: int, errors: int, ms: float) -> VariantStats:
@@ -52,6 +55,58 @@ def test_full_canary_without_stable_traffic_checks_error_rate_alone() -> None:
 def test_p99_is_compared_only_when_both_sides_have_enough_requests() -> None:
     one_slow_stable = analyse(_stats("stable", 1, 0, 0.2), _stats("canary", 500, 0, 7.0), PLAN)
     assert one_slow_stable.decision == "advance" and one_slow_stable.p99_ratio is None
+
+
+def test_a_fast_baseline_does_not_roll_back_a_canary_far_inside_its_latency_budget() -> None:
+    # The reported case: ONNX stable at p99 0.42 ms, native XGBoost canary at 10.5 ms (25x).
+    stable, canary = _stats("stable", 2000, 0, 0.42), _stats("canary", 500, 0, 10.5)
+    running = {"step": 0, "status": "running", "min_requests": 100}
+    stable_p99, canary_p99 = stable.quantile(0.99), canary.quantile(0.99)
+    assert canary_p99 / stable_p99 == pytest.approx(25.0, rel=0.06)  # the histogram is within ~2.5%
+    default = analyse(stable, canary, CanaryPlan(**running))  # default floor 25 ms
+    assert default.decision == "advance" and default.p99_ratio == pytest.approx(25.0, rel=0.06)
+    assert "not judged" in default.reason and "under the 25 ms floor" in default.reason
+    inside_target = analyse(stable, canary, CanaryPlan(**running, max_p99_ms=50.0, p99_floor_ms=20.0))
+    assert inside_target.decision == "advance"
+    # The same numbers with a floor below the canary's p99, or a tighter target, do roll back.
+    low_floor = analyse(stable, canary, CanaryPlan(**running, p99_floor_ms=5.0))
+    assert low_floor.decision == "rollback" and "above the 5 ms floor" in low_floor.reason
+    over_target = analyse(stable, canary, CanaryPlan(**running, max_p99_ms=8.0))
+    assert over_target.decision == "rollback" and "exceeds the target max_p99_ms 8 ms" in over_target.reason
+
+
+def test_the_absolute_target_applies_even_when_stable_is_as_slow() -> None:
+    slow = _stats("stable", 2000, 0, 300.0)
+    result = analyse(
+        slow, _stats("canary", 500, 0, 310.0), CanaryPlan(step=0, status="running", max_p99_ms=250)
+    )
+    assert result.decision == "rollback" and "max_p99_ms 250 ms" in result.reason
+    assert (
+        analyse(
+            slow,
+            _stats("canary", 50, 0, 310.0),
+            CanaryPlan(step=0, status="running", min_requests=100, max_p99_ms=250),
+        ).decision
+        == "hold"
+    )
+
+
+def test_latency_limits_are_validated_and_old_plans_read_with_the_default_floor() -> None:
+    with pytest.raises(ValidationError, match="max_p99_ms > 0 and p99_floor_ms >= 0"):
+        CanaryPlan(max_p99_ms=0)
+    with pytest.raises(ValidationError, match="p99_floor_ms >= 0"):
+        CanaryPlan(p99_floor_ms=-1)
+    old = CanaryPlan.from_json({"steps": [10, 100], "max_p99_ratio": 2.0, "status": "running", "step": 0})
+    assert (old.max_p99_ms, old.p99_floor_ms) == (None, 25.0)
+    plan = CanaryPlan(max_p99_ms=40.0, p99_floor_ms=5.0)
+    assert CanaryPlan.from_json(plan.to_dict()) == plan
+
+
+def test_the_admin_body_carries_the_latency_limits() -> None:
+    from serving.admin import CanaryBody
+
+    plan = CanaryBody(version="2", max_p99_ms=40, p99_floor_ms=2).plan()
+    assert (plan.max_p99_ms, plan.p99_floor_ms, plan.max_p99_ratio) == (40.0, 2.0, 1.5)
 
 
 def test_at_the_last_step_the_stable_history_is_the_baseline(store: EndpointStore) -> None:
