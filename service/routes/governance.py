@@ -6,7 +6,8 @@ as JSON: the service computes nothing of its own. The governance report and
 the model card are built by :mod:`tasks.governance.report`, and an erasure
 runs :func:`storage.governance.erasure.erase_entity` (as ``mlops erase``
 does) over the service's own metadata database, feature store and
-prediction log.
+prediction log. An erasure is recorded and audited even when rows remain
+(``verified`` is false and ``remaining`` names the places); rerunning it is safe.
 """
 
 from __future__ import annotations
@@ -176,11 +177,7 @@ def get_erasure(
 
 @router.post("/erasures", status_code=201)
 def erase(request: Request, body: ErasureIn, caller: Principal = Admin) -> dict[str, Any]:
-    """Erase an entity from the feature stores and the prediction log, then count again (admins).
-
-    The erasure is recorded and audited even when something remains
-    (``verified`` is false and ``remaining`` names the places); rerunning it is safe.
-    """
+    """Erase an entity from the feature stores and prediction log (admins); recorded even if rows remain."""
     from storage.governance.erasure import erase_entity
     from storage.monitoring.prediction_log import PredictionLog
 
