@@ -2,11 +2,14 @@
 
 Options override the ``MLOPS_SERVE_*`` environment; keys given on the command
 line are visible in the process list, so prefer ``MLOPS_SERVE_API_KEYS`` and
-``MLOPS_SERVE_ADMIN_KEY`` outside a laptop.
+``MLOPS_SERVE_ADMIN_KEY`` outside a laptop. ``--tls-cert``/``--tls-key``
+(``MLOPS_SERVE_TLS_CERT``/``_KEY``) serve HTTPS from one process; with
+replicas, terminate TLS in front of them.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -18,6 +21,10 @@ def serve(
     grpc_port: Annotated[
         int | None, typer.Option("--grpc-port", help="Also serve the Open Inference Protocol over gRPC here.")
     ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="PEM certificate: serve HTTPS (with --tls-key).")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key of --tls-cert.")] = None,
     api_key: Annotated[
         list[str] | None, typer.Option("--api-key", help="Accepted inference key (repeatable).")
     ] = None,
@@ -61,6 +68,8 @@ def serve(
         "host": host,
         "port": port,
         "grpc_port": grpc_port,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
         "api_keys": api_key or None,
         "admin_key": admin_key,
         "models": model or None,
@@ -76,8 +85,21 @@ def serve(
     if no_log:
         values["log_predictions"] = False
     settings = ServeSettings(**values)
+    if settings.tls_cert or settings.tls_key:
+        from serving.server import check_tls
+        from storage.errors import ValidationError
+
+        check_tls(settings.tls_cert, settings.tls_key)
+        if replicas or autoscale:
+            # Replica processes serve the supervisor's shared listening socket in plain HTTP.
+            raise ValidationError(
+                "--tls-cert/--tls-key serve HTTPS from one process: replicas (--replicas, --autoscale) "
+                "share a listening socket that speaks plain HTTP; run one process, or terminate TLS in "
+                "front of the replicas (a load balancer or ingress)"
+            )
     typer.echo(
-        f"serving on http://{settings.host}:{settings.port} (API keys {'on' if settings.api_keys else 'off'})"
+        f"serving on {settings.scheme()}://{settings.host}:{settings.port} "
+        f"(API keys {'on' if settings.api_keys else 'off'})"
     )
     if settings.grpc_port is not None:
         typer.echo(f"gRPC (Open Inference Protocol) on {settings.host}:{settings.grpc_port}")

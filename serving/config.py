@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
@@ -44,6 +45,9 @@ class ServeSettings(BaseSettings):
         port: TCP port (``MLOPS_SERVE_PORT``).
         grpc_port: TCP port of the Open Inference Protocol over gRPC
             (``MLOPS_SERVE_GRPC_PORT``); None serves HTTP only, 0 a free port.
+        tls_cert: PEM certificate file (``MLOPS_SERVE_TLS_CERT``); with
+            ``tls_key`` the server speaks HTTPS only.
+        tls_key: PEM private key of ``tls_cert`` (``MLOPS_SERVE_TLS_KEY``).
         api_keys: Keys accepted for inference (``MLOPS_SERVE_API_KEYS``); when
             empty, inference needs no key.
         admin_key: Key for the admin (traffic) API (``MLOPS_SERVE_ADMIN_KEY``);
@@ -74,6 +78,8 @@ class ServeSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     grpc_port: int | None = Field(default=None, ge=0, le=65535)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     admin_key: str | None = None
     trust_pickle: bool = False
@@ -100,6 +106,10 @@ class ServeSettings(BaseSettings):
     @classmethod
     def _no_blank_keys(cls, value: list[str]) -> list[str]:
         return [k for k in value if k]
+
+    def scheme(self) -> str:
+        """``https`` when a certificate is configured, else ``http``."""
+        return "https" if self.tls_cert else "http"
 
     @property
     def keys_required(self) -> bool:
