@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -39,6 +40,18 @@ def uvicorn_config(app: Any, settings: ServiceSettings) -> Any:
     for path in (settings.tls_cert, settings.tls_key):
         if path is not None and not path.is_file():
             raise ValidationError(f"TLS file {str(path)!r} does not exist")
+    if settings.tls_cert and settings.tls_key:
+        # A key that is not the certificate's would otherwise fail inside uvicorn's startup.
+        try:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(settings.tls_cert), str(settings.tls_key), password=lambda: b"")
+        except ssl.SSLError as exc:
+            if "KEY_VALUES_MISMATCH" in str(exc):
+                why = "the private key does not belong to the certificate"
+            else:
+                why = f"they cannot be loaded as a PEM certificate and an unencrypted PEM key ({exc})"
+            cert, key = str(settings.tls_cert), str(settings.tls_key)
+            raise ValidationError(f"TLS certificate {cert!r} and key {key!r}: {why}") from None
     return uvicorn.Config(
         app,
         host=settings.host,
