@@ -62,6 +62,7 @@ from starlette.responses import Response
 from serving import protocol as p
 from serving.auth import require_admin
 from serving.config import ServeSettings
+from serving.features import FeatureFiller
 from serving.metrics import ServingMetrics
 from serving.models import ModelCache
 from serving.predlog import PredictionLogWriter
@@ -72,6 +73,7 @@ from serving.routes.health import add_health_routes, add_metrics_route
 from serving.routes.infer import add_inference_routes
 from serving.state import ServerState
 from storage.errors import MlopsError
+from storage.features.store import FeatureStore
 from storage.monitoring.ground_truth import GroundTruthLog
 from storage.monitoring.prediction_log import PredictionLog
 from storage.registry.core import Registry
@@ -149,6 +151,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: Registry | No
     )
     if TrafficRouter is not None:
         state.router = TrafficRouter(registry.db, refresh_s=settings.refresh_s)
+    state.features = FeatureFiller(registry, FeatureStore.from_settings, refresh_s=settings.refresh_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

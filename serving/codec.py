@@ -30,6 +30,7 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
     "int": INT_DATATYPES,
     "bool": ("BOOL",),
     "string": ("BYTES",),
+    "key": (*INT_DATATYPES, "BYTES"),  # an entity's join key: a whole number or a string
 }
 #: The datatype a column type is described with in model metadata.
 METADATA_DATATYPE = {"float": "FP64", "int": "INT64", "bool": "BOOL", "string": "BYTES"}
@@ -195,7 +196,22 @@ def convert_column(arr: np.ndarray, ctype: str, where: str, *, nullable: bool = 
         return _ints(arr, where)
     if ctype == "bool":
         return _bools(arr, where)
+    if ctype == "key":
+        return _keys(arr, where)
     return _strings(arr, where, nullable)
+
+
+def _keys(arr: np.ndarray, where: str) -> np.ndarray:
+    if arr.dtype.kind in "iu":
+        return _ints(arr, where)
+    values = arr.tolist()
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, str | int):
+            why = "a join key is never missing" if v is None else "expected a whole number or a string"
+            raise _bad(where, i, v, why)
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
 
 
 # ------------------------------------------------------------------ outputs

@@ -31,6 +31,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+import orjson
 from starlette.concurrency import run_in_threadpool
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
@@ -163,6 +164,8 @@ def infer_response(served: Served, payload: Mapping[str, Any], name: str) -> Any
         ("variant", served.variant),
     ):
         _set_parameter(response.parameters[key], value)
+    if served.features is not None:  # features filled from the online store: a JSON summary
+        _set_parameter(response.parameters["features"], orjson.dumps(served.features).decode())
     for out_name in p.requested_outputs(payload, list(outputs)):
         arr = np.asarray(outputs[out_name])
         datatype = p.datatype_of(arr)

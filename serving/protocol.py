@@ -175,6 +175,8 @@ class InputSpec:
     names: tuple[str, ...]
     types: dict[str, str]
     nullable: frozenset[str]
+    #: Inputs a request may leave out (features the server fills from the online store).
+    optional: frozenset[str] = frozenset()
     #: Longest string value in UTF-8 bytes (None: no limit); longer is a 413.
     max_string_bytes: int | None = None
     #: Most values in one input tensor (None: no limit); more is a 413.
@@ -326,12 +328,14 @@ def decode_infer_request(
         if name in seen:
             raise RequestError(f"input {name!r} is given more than once")
         seen[name] = tensor
-    missing = [n for n in spec.names if n not in seen]
+    missing = [n for n in spec.names if n not in seen and n not in spec.optional]
     if missing:
         raise RequestError(f"missing input {missing[0]!r} (the model's inputs are: {', '.join(spec.names)})")
     rows: int | None = None
     columns: dict[str, np.ndarray] = {}
     for name in spec.names:
+        if name not in seen:
+            continue
         tensor, where = seen[name], f"input {name!r}"
         shape, datatype = _shape(tensor, where), _datatype(tensor, where)
         if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
@@ -347,6 +351,9 @@ def decode_infer_request(
         if arr.size != shape[0]:
             raise RequestError(f"{where}: shape {shape} needs {shape[0]} values, the data holds {arr.size}")
         _check_strings(arr, spec, where)
+        if name in spec.optional:  # the server fills its missing values, then converts it
+            columns[name] = arr
+            continue
         columns[name] = convert_column(arr, spec.types[name], where, nullable=name in spec.nullable)
     assert rows is not None
     return Batch(columns, rows)
@@ -380,8 +387,10 @@ def decode_records(
             try:
                 values[name].append(row[name])
             except KeyError:
-                raise RequestError(f"instance {i} lacks feature {name!r}") from None
-        if len(row) != len(spec.names):
+                if name not in spec.optional:
+                    raise RequestError(f"instance {i} lacks feature {name!r}") from None
+                values[name].append(None)
+        if len(row) != len(spec.names) and any(k not in known for k in row):
             extra = sorted(str(k) for k in row if k not in known)
             raise RequestError(
                 f"instance {i} has unknown feature(s) {', '.join(map(repr, extra[:5]))} "
@@ -390,6 +399,11 @@ def decode_records(
     columns = {}
     for name in spec.names:
         _check_strings(values[name], spec, f"feature {name!r}", "instance")
+        if name in spec.optional:  # kept as given (None where absent): the server fills and converts them
+            column = np.empty(len(instances), dtype=object)
+            column[:] = values[name]
+            columns[name] = column
+            continue
         try:
             with np.errstate(all="ignore"):
                 arr = np.asarray(values[name])

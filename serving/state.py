@@ -19,9 +19,10 @@ import time
 import zlib
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+import numpy as np
 import orjson
 from fastapi import Request
 from starlette.background import BackgroundTask
@@ -30,12 +31,14 @@ from starlette.concurrency import run_in_threadpool
 from serving.auth import HasHeaders, check_key, key_from
 from serving.binary import HEADER, header_length, parse_binary_request
 from serving.config import ServeSettings
+from serving.features import FeatureFiller, Filled, Plan
 from serving.metrics import ServingMetrics
 from serving.models import LoadedModel, ModelCache
 from serving.predlog import LogBatch, PredictionLogWriter
 from serving.protocol import Batch, RequestError
 from serving.runtimes import Prediction
 from storage.monitoring.ground_truth import GroundTruthLog
+from storage.monitoring.prediction_log import canonical_entity_key
 from storage.registry.core import Registry
 
 logger = logging.getLogger(__name__)
@@ -78,6 +81,16 @@ def new_request_id() -> str:
     return f"{_IDS.getrandbits(128):032x}"
 
 
+def _row_of(prediction: Prediction, i: int) -> Prediction:
+    """Row ``i`` of a batch's prediction (every array field sliced)."""
+    arrays = {
+        f.name: value[i : i + 1]
+        for f in fields(prediction)
+        if isinstance(value := getattr(prediction, f.name), np.ndarray)
+    }
+    return replace(prediction, **arrays)
+
+
 @dataclass
 class Served:
     """The outcome of one inference: what answered, for which rows, how fast."""
@@ -90,6 +103,8 @@ class Served:
     endpoint: str
     variant: str
     route: Any = None
+    #: With features filled from the online store: the versions read and the flagged rows.
+    features: dict[str, Any] | None = None
 
 
 @dataclass
@@ -110,6 +125,7 @@ class ServerState:
     )
     shadow_waiting: int = 0
     grpc_port: int | None = None
+    features: FeatureFiller | None = None
 
     # ------------------------------------------------------------ requests
     async def read_body(self, request: Request) -> bytes:
@@ -216,7 +232,15 @@ class ServerState:
         else:
             model, ref, endpoint, variant = name, version, name, ""
         loaded = await self.model(model, ref)
-        batch = decode(payload, loaded.spec, self.settings.max_batch_rows)
+        plan = await self.feature_plan(loaded)
+        filled = None
+        if plan is None:
+            batch = decode(payload, loaded.spec, self.settings.max_batch_rows)
+        else:
+            given = decode(payload, plan.request_spec, self.settings.max_batch_rows)
+            assert self.features is not None  # a plan comes from it
+            filled = await self._maybe_threaded(given.rows, self.features.fill, plan, given)
+            batch = filled.batch
         start = time.perf_counter()
         try:
             if batch.rows > INLINE_ROWS:
@@ -225,8 +249,9 @@ class ServerState:
                 prediction = loaded.runtime.predict(batch)
         except Exception as exc:
             latency = (time.perf_counter() - start) * 1000
-            self.log(LogBatch(request_id, model, loaded.version, batch.columns, None, latency,
-                              endpoint if route else None, variant if route else None, "error"))  # fmt: skip
+            self.log_served(LogBatch(request_id, model, loaded.version, batch.columns, None, latency,
+                                     endpoint if route else None, variant if route else None, "error"),
+                            filled)  # fmt: skip
             if route is not None:
                 self.router.observe(route.endpoint, route.variant, route.target, latency, False)
             failure = RequestError(
@@ -235,13 +260,47 @@ class ServerState:
             failure.labels = (endpoint, variant, model, str(loaded.version))
             raise failure from None
         latency = (time.perf_counter() - start) * 1000
-        self.log(LogBatch(request_id, model, loaded.version, batch.columns, prediction, latency,
-                          endpoint if route else None, variant if route else None))  # fmt: skip
+        item = LogBatch(request_id, model, loaded.version, batch.columns, prediction, latency,
+                        endpoint if route else None, variant if route else None)  # fmt: skip
+        self.log_served(item, filled)
         served = Served(loaded, batch, prediction, request_id, latency, endpoint, variant, route)
+        if filled is not None:
+            served.features = filled.summary()
         if route is not None and route.shadows:
             for target in route.shadows:
                 self.shadow(route.endpoint, target, request_id, batch)
         return served
+
+    async def feature_plan(self, loaded: LoadedModel) -> Plan | None:
+        """How the version's declared online features are filled (None: it declares none)."""
+        if self.features is None:
+            return None
+        known, plan = self.features.cached_plan(loaded.model, loaded.version)
+        if known:
+            return plan
+        return await run_in_threadpool(self.features.plan, loaded.model, loaded.version, loaded.spec)
+
+    async def _maybe_threaded(self, rows: int, fn: Callable[..., Any], *args: Any) -> Any:
+        if rows > INLINE_ROWS:
+            return await run_in_threadpool(fn, *args)
+        return fn(*args)
+
+    def log_served(self, item: LogBatch, filled: Filled | None) -> None:
+        """Log a batch; rows filled from the feature store are logged one by one with their entity key."""
+        if filled is None:
+            self.log(item)
+            return
+        if item.rows == 1:
+            item.entity_key = canonical_entity_key(filled.entity_keys[0])
+            self.log(item)
+            return
+        for i, keys in enumerate(filled.entity_keys):
+            prediction = None if item.prediction is None else _row_of(item.prediction, i)
+            self.log(replace(
+                item, request_id=f"{item.request_id}:{i}", prediction=prediction,
+                columns={k: v[i : i + 1] for k, v in item.columns.items()},
+                entity_key=canonical_entity_key(keys),
+            ))  # fmt: skip
 
     def log(self, item: LogBatch) -> None:
         """Hand a batch to the prediction log writer (never blocks)."""
@@ -332,3 +391,6 @@ class ServerState:
         if self.router is not None:
             with contextlib.suppress(Exception):
                 self.router.close()
+        if self.features is not None:
+            with contextlib.suppress(Exception):
+                self.features.close()

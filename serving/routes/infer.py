@@ -161,13 +161,16 @@ def infer_response(served: Served, payload: Any, name: str) -> dict[str, Any]:
     """The OIP response body of one inference."""
     outputs = served.prediction.outputs()
     wanted = p.requested_outputs(payload if isinstance(payload, Mapping) else {}, list(outputs))
-    return {
+    body: dict[str, Any] = {
         "model_name": name,
         "model_version": str(served.loaded.version),
         "id": served.request_id,
         "parameters": {"model": served.loaded.model, "endpoint": served.endpoint, "variant": served.variant},
         "outputs": [_tensor(n, outputs[n]) for n in wanted],
     }
+    if served.features is not None:
+        body["parameters"]["features"] = served.features
+    return body
 
 
 def oip_response(served: Served, payload: Any, name: str) -> Response:
@@ -198,4 +201,6 @@ def predict_response(served: Served) -> dict[str, Any]:
             body["classes"] = list(served.loaded.runtime.classes)
     if served.endpoint != served.loaded.model or served.variant:
         body["endpoint"], body["variant"] = served.endpoint, served.variant
+    if served.features is not None:
+        body["features"] = served.features
     return body
