@@ -28,6 +28,7 @@ from mlops._cli_common import PACKAGE, ErrorReportingGroup, JsonOpt, say
 from mlops.cli_alert_routes import routes_app
 from mlops.cli_approvals import approvals_app, approve, reject, reviewers_app, rollback
 from mlops.cli_audit import audit_app
+from mlops.cli_batch import predict
 from mlops.cli_compliance import attest, compliance_app, risk
 from mlops.cli_endpoints import canary_app, endpoints_app
 from mlops.cli_features import app as features_app
@@ -62,6 +63,7 @@ app.command("risk")(risk)
 app.command("erase")(erase)
 app.command("train")(train)
 app.command("serve")(serve)
+app.command("predict")(predict)
 app.add_typer(reviewers_app, name="reviewers")
 app.command("approve")(approve)
 app.command("reject")(reject)
