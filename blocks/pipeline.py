@@ -33,6 +33,9 @@ from blocks.metrics import MINIMIZED_METRICS as MINIMIZED_METRICS
 from blocks.metrics import REGRESSION_METRICS as REGRESSION_METRICS
 from blocks.metrics import known_metric
 
+#: The objective that measures the fitted pipeline's single-row predict time (ms, minimized).
+LATENCY_OBJECTIVE = "latency_ms"
+
 
 class ConfigError(ValueError):
     """A pipeline config that cannot be used; the message names the file and each bad key."""
@@ -171,6 +174,12 @@ class PipelineConfig(BaseModel):
         enable_tuning / tuning_trials / tuning_timeout / tuner / param_space:
             the Optuna study (TPE, grid or random sampler) and its search space.
         tuning_metric: The metric the study optimizes (default: accuracy or rmse).
+        tuning_objectives: Two or more objectives for a multi-objective study instead
+            (metrics, and ``latency_ms``: the fitted pipeline's single-row predict time,
+            minimized), e.g. ``[auc_roc, latency_ms]``; the Pareto front is reported.
+        tuning_constraints: Bounds on objectives (an upper bound for minimized ones such
+            as ``latency_ms``, a lower bound for the others); the chosen trial is the
+            best on the first objective among the Pareto front trials within them.
         tuning_storage: Optuna RDB URL; SQLite under ``MLOPS_HOME`` when unset.
         pruning: Stop weak trials early (median pruner over the folds' running mean).
         trials_per_task: Trials per Prefect task on the cluster; about four tasks per worker when unset.
@@ -210,6 +219,8 @@ class PipelineConfig(BaseModel):
     tuner: Literal["tpe", "grid", "random"] = "tpe"
     param_space: dict[str, ParamSpec] = Field(default_factory=dict)
     tuning_metric: str | None = None
+    tuning_objectives: list[str] | None = None
+    tuning_constraints: dict[str, float] = Field(default_factory=dict)
     tuning_storage: str | None = None
     pruning: bool = True
     trials_per_task: int | None = Field(default=None, ge=1)
@@ -252,6 +263,27 @@ class PipelineConfig(BaseModel):
             return known_metric(value)
         except ValueError as exc:
             raise ValueError(f"tuning_metric: {exc}") from None
+
+    @field_validator("tuning_objectives")
+    @classmethod
+    def _known_objectives(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        names = [name if name == LATENCY_OBJECTIVE else known_metric(name) for name in value]
+        if len(names) < 2 or len(set(names)) != len(names):
+            raise ValueError("tuning_objectives needs two or more different objectives")
+        return names
+
+    @model_validator(mode="after")
+    def _objectives_fit(self) -> PipelineConfig:
+        if self.tuning_constraints and not self.tuning_objectives:
+            raise ValueError("tuning_constraints need tuning_objectives")
+        unknown = sorted(set(self.tuning_constraints) - set(self.tuning_objectives or []))
+        if unknown:
+            raise ValueError(f"tuning_constraints name {unknown}, which are not among tuning_objectives")
+        if self.tuning_objectives and self.tuning_metric:
+            raise ValueError("set tuning_metric or tuning_objectives, not both")
+        return self
 
     @model_validator(mode="after")
     def _network_class(self) -> PipelineConfig:

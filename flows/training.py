@@ -178,9 +178,14 @@ def training_pipeline(config: dict[str, Any]) -> dict[str, Any]:
 def _tune(
     cfg: PipelineConfig, spec: TrainingSpec, split: Any, token: str, cached: dict[str, Any]
 ) -> dict[str, Any]:
-    """Stage 5: create the study, fan chunks of trials out, summarize; publish the trials table."""
+    """Stage 5: create the study, fan chunks of trials out, summarize; publish the trials table.
+
+    With ``tuning_objectives`` the Pareto front is published too, and the chosen trial follows
+    the declared rule (``tasks.training.multi_objective``).
+    """
+    objectives = cfg.tuning_objectives
     name = create_study_task(
-        study_name(cfg.name, token), cfg.tuning_storage, _tuning_metric(cfg, spec), cfg.tuner
+        study_name(cfg.name, token), cfg.tuning_storage, _tuning_metric(cfg, spec), cfg.tuner, objectives
     )
     deadline = time.time() + cfg.tuning_timeout if cfg.tuning_timeout else None
     folds = cfg.cross_validation_folds if cfg.cross_validation_folds >= 2 else 3
@@ -201,12 +206,23 @@ def _tune(
             deadline,
             cache_token=f"{token}-{i}",
             prune=cfg.pruning,
+            objectives=objectives,
         )
         for i, n in enumerate(plan_chunks(cfg.tuning_trials, cfg.n_workers, cfg.trials_per_task))
     ]
     for chunk in chunks:
         chunk.result()
-    summary = summarize_study_task(name, cfg.tuning_storage)
+    summary = summarize_study_task(name, cfg.tuning_storage, objectives, cfg.tuning_constraints)
+    if objectives:
+        chosen = summary["chosen_trial"]
+        create_table_artifact(
+            key=f"pareto-{artifact_key(cfg.name)}",
+            table=[{**row, "chosen": row["trial"] == chosen} for row in summary["pareto_front"]]
+            or [{"trial": "-", "chosen": False}],
+            description=f"Pareto front of {', '.join(objectives)}: trial {chosen} chosen by the rule "
+            f"'{summary['selection_rule']}'"
+            + ("" if summary["constraints_met"] else " (no front trial met the bounds: the closest one)"),
+        )
     create_table_artifact(
         key=f"trials-{artifact_key(cfg.name)}",
         table=summary["rows"] or [{"trial": "-", "state": "none"}],

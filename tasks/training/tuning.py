@@ -6,7 +6,9 @@ submits :func:`run_trial_chunk` tasks, each running some trials with its own
 sampler seed; every trial records the Dask worker that ran it as the user
 attribute ``worker``. Each trial cross-validates and reports the running mean
 after every fold, so the median pruner stops poor trials early. The timeout is
-a wall-clock deadline shared by all chunks.
+a wall-clock deadline shared by all chunks. With several ``tuning_objectives``
+the study is multi-objective (no pruning) and the summary carries the Pareto
+front and the trial chosen from it (``tasks.training.multi_objective``).
 
 Example:
     >>> plan_chunks(10, n_workers=2)
@@ -33,6 +35,13 @@ from blocks.pipeline import ParamSpec
 from blocks.settings import get_settings
 from tasks.retry import maybe_fail
 from tasks.training.fit import TrainingSpec, cv_splitter, evaluate, fit_pipeline, is_minimized
+from tasks.training.multi_objective import (
+    choose_trial,
+    directions,
+    multi_objective_scores,
+    pareto_rows,
+    selection_rule,
+)
 
 WORKER_ATTR = "worker"
 
@@ -179,8 +188,18 @@ def make_pruner(prune: bool = True) -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
 
 
-def create_study(name: str, storage: str | None, metric: str, tuner: str = "tpe") -> str:
-    """Create (or reopen) the study; returns its name."""
+def create_study(
+    name: str, storage: str | None, metric: str, tuner: str = "tpe", objectives: list[str] | None = None
+) -> str:
+    """Create (or reopen) the study, with one direction per objective when there are several."""
+    if objectives:
+        optuna.create_study(
+            study_name=name,
+            storage=open_storage(storage),
+            directions=directions(objectives),
+            load_if_exists=True,
+        )
+        return name
     optuna.create_study(
         study_name=name,
         storage=open_storage(storage),
@@ -207,8 +226,12 @@ def run_trial_chunk(
     deadline: float | None = None,
     cache_token: str | None = None,
     prune: bool = True,
+    objectives: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Run ``n_trials`` trials of the study on this worker (sampler seed ``seed``), until ``deadline``."""
+    """Run ``n_trials`` trials of the study on this worker (sampler seed ``seed``), until ``deadline``.
+
+    With ``objectives`` each trial returns every objective (multi-objective study, no pruning).
+    """
     maybe_fail("tune")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     worker = worker_id()
@@ -216,13 +239,15 @@ def run_trial_chunk(
         study_name=name,
         storage=open_storage(storage),
         sampler=make_sampler(tuner, seed, space),
-        pruner=make_pruner(prune),
+        pruner=make_pruner(prune and not objectives),
     )
     done: list[int] = []
 
-    def objective(trial: optuna.Trial) -> float:
+    def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
         trial.set_user_attr(WORKER_ATTR, worker)  # one attribute: each one is a write to the storage
         done.append(trial.number)
+        if objectives:
+            return multi_objective_scores(suggest(trial, space), spec, X, y, objectives, folds)
         return trial_score(trial, spec, space, X, y, metric, folds)
 
     timeout = None if deadline is None else max(0.0, deadline - time.time())
@@ -231,11 +256,23 @@ def run_trial_chunk(
     return {"chunk": chunk, "worker": worker, "trials": done}
 
 
-def summarize_study(name: str, storage: str | None) -> dict[str, Any]:
-    """Best value and parameters, trial counts by state, and the trials table rows."""
+def summarize_study(
+    name: str,
+    storage: str | None,
+    objectives: list[str] | None = None,
+    constraints: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Best value and parameters, trial counts by state, and the trials table rows.
+
+    For a multi-objective study (``objectives``) also the Pareto front and the
+    trial chosen from it by the declared rule (``tasks.training.multi_objective``);
+    ``best_params`` and ``best_value`` are then the chosen trial's.
+    """
     study = optuna.load_study(study_name=name, storage=open_storage(storage))
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if objectives:
+        return _summarize_multi(study, trials, complete, objectives, constraints or {})
     rows = [
         {
             "trial": t.number,
@@ -262,16 +299,71 @@ def summarize_study(name: str, storage: str | None) -> dict[str, Any]:
     }
 
 
+def _summarize_multi(
+    study: optuna.Study,
+    trials: list[optuna.trial.FrozenTrial],
+    complete: list[optuna.trial.FrozenTrial],
+    objectives: list[str],
+    constraints: dict[str, float],
+) -> dict[str, Any]:
+    rows = [
+        {
+            "trial": t.number,
+            "state": t.state.name.lower(),
+            **{
+                o: None if not t.values else round(float(v), 6)
+                for o, v in zip(objectives, t.values or [None] * len(objectives), strict=True)
+            },
+            "worker": t.user_attrs.get(WORKER_ATTR),
+            "seconds": None if t.duration is None else round(t.duration.total_seconds(), 3),
+            **dict(t.params),
+        }
+        for t in trials
+    ]
+    front = pareto_rows(study, objectives) if complete else []
+    chosen, met = choose_trial(front, objectives, constraints) if front else ({}, False)
+    by_number = {t.number: t for t in complete}
+    best = by_number.get(int(chosen["trial"])) if chosen else None
+    return {
+        "study": study.study_name,
+        "objectives": list(objectives),
+        "constraints": dict(constraints),
+        "selection_rule": selection_rule(objectives, constraints),
+        "pareto_front": front,
+        "chosen_trial": None if best is None else best.number,
+        "constraints_met": met,
+        "best_value": None if best is None else float((best.values or [0.0])[0]),
+        "best_values": {}
+        if best is None
+        else dict(zip(objectives, map(float, best.values or []), strict=True)),
+        "best_params": {} if best is None else dict(best.params),
+        "trials": len(trials),
+        "completed": len(complete),
+        "pruned": 0,
+        "workers": sorted(
+            {str(t.user_attrs.get(WORKER_ATTR)) for t in trials if t.user_attrs.get(WORKER_ATTR)}
+        ),
+        "rows": rows,
+    }
+
+
 @task(name="create-study", retries=2, retry_delay_seconds=1)
-def create_study_task(name: str, storage: str | None, metric: str, tuner: str) -> str:
+def create_study_task(
+    name: str, storage: str | None, metric: str, tuner: str, objectives: list[str] | None = None
+) -> str:
     """Stage 5a: the study in shared storage."""
-    return create_study(name, storage, metric, tuner)
+    return create_study(name, storage, metric, tuner, objectives)
 
 
 @task(name="summarize-study", retries=2, retry_delay_seconds=1)
-def summarize_study_task(name: str, storage: str | None) -> dict[str, Any]:
-    """Stage 5c: the study's best configuration and trials table."""
-    return summarize_study(name, storage)
+def summarize_study_task(
+    name: str,
+    storage: str | None,
+    objectives: list[str] | None = None,
+    constraints: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Stage 5c: the study's best configuration and trials table (and Pareto front)."""
+    return summarize_study(name, storage, objectives, constraints)
 
 
 def chunk_seed(seed: int, chunk: int) -> int:
