@@ -8,8 +8,9 @@ categorisation) are ``limited``; everything else is ``minimal``. Each level
 brings obligations, which the ``EU_AI_ACT`` rule set checks.
 
 A model declares itself with the tags ``domain`` and ``use_case`` (and
-optionally ``intended_use``), on the model or on a version (whose tags win). Matching is by keywords on those words, so the
-assessment is explainable: ``reasons`` names what matched.
+optionally ``intended_use``), on the model or on a version (whose tags win).
+Matching is by keywords on those words, so the assessment is explainable:
+``reasons`` names what matched.
 
 Example:
     >>> from tasks.governance.risk import assess_risk
