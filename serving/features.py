@@ -46,6 +46,7 @@ import numpy as np
 
 from serving.protocol import Batch, InputSpec, RequestError, convert_column
 from storage.errors import ValidationError
+from storage.features.online import entity_key
 from storage.features.store import FeatureStore
 from storage.registry.core import Registry
 
@@ -118,6 +119,8 @@ class Plan:
     columns: tuple[str, ...]  # the input each fills
     policy: str
     defaults: dict[str, Any]
+    #: Per group: its name, join keys, TTL in µs (None: never stale) and (input, stored column) pairs.
+    groups: tuple[tuple[str, tuple[str, ...], int | None, tuple[tuple[str, str], ...]], ...] = ()
 
 
 @dataclass
@@ -197,8 +200,11 @@ class FeatureFiller:
         specs = self.store.resolve(declaration["features"])
         keys: list[str] = []
         refs, columns = [], []
+        groups = []
         for group, feats in specs:
             keys.extend(k for k in group.join_keys if k not in keys)
+            ttl = group.ttl_seconds * 1_000_000 if group.ttl_seconds else None
+            groups.append((group.name, tuple(group.join_keys), ttl, tuple((f.name, f.column) for f in feats)))
             for f in feats:
                 if f.name not in spec.types:
                     raise ValidationError(
@@ -215,7 +221,7 @@ class FeatureFiller:
         )
         return Plan(
             request_spec, spec, tuple(keys), tuple(refs), tuple(columns),
-            declaration["policy"], declaration["defaults"],
+            declaration["policy"], declaration["defaults"], tuple(groups),
         )  # fmt: skip
 
     def fill(self, plan: Plan, batch: Batch) -> Filled:
@@ -223,7 +229,7 @@ class FeatureFiller:
         n = batch.rows
         key_values = {k: batch.columns[k].tolist() for k in plan.join_keys}
         entity_rows = [{k: key_values[k][i] for k in plan.join_keys} for i in range(n)]
-        online = self.store.get_online_features(entity_rows, list(plan.features))
+        found, statuses = self._read(plan, entity_rows)
         out = {name: batch.columns[name] for name in plan.model_spec.names if name not in plan.columns}
         flagged: list[dict[str, Any]] = []
         for name, ref in zip(plan.columns, plan.features, strict=True):
@@ -232,8 +238,8 @@ class FeatureFiller:
             for i in range(n):
                 if values[i] is not None and values[i] == values[i]:  # the request's value (not NaN) wins
                     continue
-                status = online.statuses[i].get(name, "missing")
-                value = online.rows[i].get(name)
+                status = statuses[i].get(name, "missing")
+                value = found[i].get(name)
                 if status == "present":
                     values[i] = value
                     continue
@@ -246,6 +252,32 @@ class FeatureFiller:
             )
         columns = {name: out[name] for name in plan.model_spec.names}
         return Filled(Batch(columns, n), list(plan.features), flagged, entity_rows)
+
+    def _read(
+        self, plan: Plan, entity_rows: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+        """Values and statuses (present, stale, missing) per row: one online read per group.
+
+        The plan holds the resolved groups, so the hot path never touches the metadata database.
+        """
+        now_us = time.time_ns() // 1000
+        online = self.store.online
+        found: list[dict[str, Any]] = [{} for _ in entity_rows]
+        statuses: list[dict[str, str]] = [{} for _ in entity_rows]
+        for group, join_keys, ttl_us, feats in plan.groups:
+            keys = [entity_key([row[k] for k in join_keys]) for row in entity_rows]
+            for i, got in enumerate(online.read(group, keys)):
+                for name, column in feats:
+                    if got is None:
+                        statuses[i][name] = "missing"
+                        continue
+                    ts, values = got
+                    value = found[i][name] = values.get(column)
+                    if ttl_us is not None and now_us - ts > ttl_us:
+                        statuses[i][name] = "stale"
+                    else:
+                        statuses[i][name] = "present" if value is not None else "missing"
+        return found, statuses
 
     @staticmethod
     def _absent(
