@@ -13,6 +13,11 @@ trained on ``--train-rows`` rows and exported to ONNX. Measured:
 * **MLflow** (``mlflow models serve --env-manager local`` on the same pipeline
   saved with ``mlflow.sklearn``, ``/invocations`` with ``dataframe_split``), the
   same requests, when MLflow is installed (the ``bench`` extra);
+* **MLServer** 1.7 (Seldon's Open Inference Protocol server, in its own
+  virtualenv: ``--mlserver-python``) serving the same pipeline with its
+  scikit-learn runtime (``content_type: pd``), single rows and batches over REST;
+* **ours over gRPC** (``--grpc-port``, tritonclient's grpc client, raw tensors)
+  beside REST;
 * **router overhead**: :meth:`serving.traffic.TrafficRouter.route` plus
   :meth:`~serving.traffic.TrafficRouter.observe` on a two-variant A/B endpoint,
   per request, in process; and single-row latency through that endpoint
@@ -58,7 +63,9 @@ TARGETS = {
     "single_row_p99_ms_1_client": 5.0,
     "throughput_vs_mlflow": 10.0,
     "batch_vs_in_process": 0.5,
+    "throughput_vs_mlserver": 2.0,
 }
+DEFAULT_MLSERVER_PYTHON = ROOT / "benchmarks" / ".work" / "mlserver-venv" / "bin" / "python"
 #: MLflow's figures quoted in the issue (same kind of machine, same model), used when MLflow cannot run here.
 MLFLOW_QUOTED = {
     "rps_1": 82.0,
@@ -302,9 +309,10 @@ def router_overhead(registry: Any, calls: int = 100_000) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------ servers
-def start_ours(home: Path, port: int) -> subprocess.Popen[bytes]:
+def start_ours(home: Path, port: int, grpc_port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "MLOPS_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "mlops.cli", "serve", "--port", str(port), "--model", "fraud"]
+    command = [sys.executable, "-m", "mlops.cli", "serve", "--port", str(port), "--model", "fraud",
+               "--grpc-port", str(grpc_port)]  # fmt: skip
     return subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -318,6 +326,67 @@ def start_mlflow(pipeline: Any, sample: Any, work: Path, port: int) -> subproces
                "--env-manager", "local"]  # fmt: skip
     env = {**os.environ, "PATH": f"{mlflow_bin.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def start_mlserver(
+    pipeline: Any, work: Path, python: Path, port: int, grpc_port: int
+) -> subprocess.Popen[bytes]:
+    """MLServer (its own virtualenv) serving the same pipeline with its scikit-learn runtime."""
+    import joblib
+
+    folder = work / "mlserver"
+    model = folder / "fraud"
+    model.mkdir(parents=True)
+    joblib.dump(pipeline, model / "model.joblib")
+    (model / "model-settings.json").write_text(json.dumps({
+        "name": "fraud", "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": "./model.joblib"},
+    }))  # fmt: skip
+    (folder / "settings.json").write_text(json.dumps({
+        "http_port": port, "grpc_port": grpc_port, "metrics_endpoint": None, "host": "127.0.0.1",
+        "parallel_workers": 0,
+    }))  # fmt: skip
+    command = [str(python.with_name("mlserver")), "start", str(folder)]
+    env = {**os.environ, "PATH": f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def mlserver_body(frame: Any) -> bytes:
+    """An OIP request MLServer's scikit-learn runtime decodes into a DataFrame (its ``pd`` codec)."""
+    n = len(frame)
+    body = {
+        "parameters": {"content_type": "pd"},
+        "inputs": [
+            {"name": "amount", "shape": [n], "datatype": "FP64", "data": frame["amount"].tolist()},
+            {"name": "age", "shape": [n], "datatype": "INT64", "data": frame["age"].tolist()},
+            {"name": "country", "shape": [n], "datatype": "BYTES", "data": frame["country"].tolist(),
+             "parameters": {"content_type": "str"}},
+        ],
+    }  # fmt: skip
+    return json.dumps(body).encode()
+
+
+def grpc_side(name: str, port: int, single: Any, batch: Any) -> Side:
+    """Our server over gRPC: tritonclient's grpc client, raw tensors, one channel per client thread."""
+    import tritonclient.grpc as grpcclient
+
+    def tensors(frame: Any) -> list[Any]:
+        n = len(frame)
+        out = []
+        for col, dtype, np_dtype in (("amount", "FP64", np.float64), ("age", "INT64", np.int64),
+                                     ("country", "BYTES", object)):  # fmt: skip
+            t = grpcclient.InferInput(col, [n, 1], dtype)
+            t.set_data_from_numpy(frame[[col]].to_numpy(dtype=np_dtype))
+            out.append(t)
+        return out
+
+    one, many = tensors(single), tensors(batch)
+    return Side(
+        name,
+        lambda client: client.infer("fraud", one),
+        lambda client: client.infer("fraud", many),
+        lambda: grpcclient.InferenceServerClient(f"127.0.0.1:{port}"),
+    )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -338,6 +407,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--train-rows", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=10, help="turns each side takes per measurement")
     parser.add_argument("--skip-mlflow", action="store_true")
+    parser.add_argument("--mlserver-python", type=Path, default=DEFAULT_MLSERVER_PYTHON)
+    parser.add_argument("--only", default="", help="comma-separated sides to run (default: all)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
@@ -360,16 +431,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         built = build(home, args.train_rows)
         single, batch = demo_frame(1, seed=42), demo_frame(args.batch_rows, seed=43)
         results["router"] = router_overhead(built["registry"])
-        port = free_port()
-        procs.append(start_ours(home, port))
+        port, gport = free_port(), free_port()
+        procs.append(start_ours(home, port, gport))
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/v2/health/ready", proc=procs[-1])
         sides = [
             in_process(built["onnx"], single, batch),
             http("ours", url, "/v2/models/fraud/infer", oip_body(single), oip_body(batch)),
+            grpc_side("ours_grpc", gport, single, batch),
             http("ours_via_endpoint", url, "/v2/models/fraud-ab/infer", oip_body(single), oip_body(batch),
                  {"X-Request-Key": "user-1"}),
         ]  # fmt: skip
+        if args.mlserver_python.exists():
+            sport, sgport = free_port(), free_port()
+            procs.append(start_mlserver(built["pipeline"], work, args.mlserver_python, sport, sgport))
+            surl = f"http://127.0.0.1:{sport}"
+            wait_http(f"{surl}/v2/models/fraud/ready", timeout=180, proc=procs[-1])
+            sides.append(http("mlserver", surl, "/v2/models/fraud/infer", mlserver_body(single),
+                              mlserver_body(batch)))  # fmt: skip
+        else:
+            results["mlserver_skipped"] = f"no interpreter at {args.mlserver_python}"
         if args.skip_mlflow:
             results["mlflow_skipped"] = "--skip-mlflow"
         else:
@@ -381,6 +462,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 sides.append(http("mlflow", murl, "/invocations", mlflow_body(single), mlflow_body(batch)))
             except ImportError as exc:
                 results["mlflow_skipped"] = f"mlflow not installed: {exc}"
+        if args.only:
+            keep = {*args.only.split(","), "ours", "in_process"}
+            sides = [side for side in sides if side.name in keep]
         rounds = args.rounds
         results["single_1"] = interleaved_single(sides, 1, args.requests, rounds)
         results[f"single_{args.clients}"] = interleaved_single(
@@ -395,12 +479,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
 
     one, many, rows = results["single_1"], results[f"single_{args.clients}"], results["batch_rows_per_s"]
+    if "mlserver" in one:
+        results["vs_mlserver"] = {
+            "target": TARGETS["throughput_vs_mlserver"],
+            "rest_1_client": one["ours"]["requests_per_s"] / one["mlserver"]["requests_per_s"],
+            f"rest_{args.clients}_clients": many["ours"]["requests_per_s"]
+            / many["mlserver"]["requests_per_s"],
+            "grpc_1_client": one["ours_grpc"]["requests_per_s"] / one["mlserver"]["requests_per_s"],
+            f"grpc_{args.clients}_clients": many["ours_grpc"]["requests_per_s"]
+            / many["mlserver"]["requests_per_s"],
+        }
     measured = "mlflow" in one
     rps1 = one["mlflow"]["requests_per_s"] if measured else MLFLOW_QUOTED["rps_1"]
     rps8 = many["mlflow"]["requests_per_s"] if measured else MLFLOW_QUOTED["rps_8"]
     checks = {
         "router_overhead_ms": results["router"]["route_and_observe_ms"],
-        "router_overhead_end_to_end_p50_ms": one["ours_via_endpoint"]["p50_ms"] - one["ours"]["p50_ms"],
+        "router_overhead_end_to_end_p50_ms": one.get("ours_via_endpoint", one["ours"])["p50_ms"]
+        - one["ours"]["p50_ms"],
         "single_row_p99_ms_1_client": one["ours"]["p99_ms"],
         "throughput_vs_mlflow_1_client": one["ours"]["requests_per_s"] / rps1,
         f"throughput_vs_mlflow_{args.clients}_clients": many["ours"]["requests_per_s"] / rps8,
