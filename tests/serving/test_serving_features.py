@@ -83,7 +83,12 @@ def records_to_oip(instances: list[dict[str, Any]]) -> dict[str, Any]:
     types = {"card_id": "INT64", "amount": "FP64", "age": "INT64", "country": "BYTES"}
     return {
         "inputs": [
-            {"name": n, "shape": [len(instances)], "datatype": types[n], "data": [r.get(n) for r in instances]}
+            {
+                "name": n,
+                "shape": [len(instances)],
+                "datatype": types[n],
+                "data": [r.get(n) for r in instances],
+            }
             for n in names
         ]
     }
@@ -92,7 +97,9 @@ def records_to_oip(instances: list[dict[str, Any]]) -> dict[str, Any]:
 def test_records_are_filled_from_the_online_store_and_logged(world: dict[str, Any]) -> None:
     url, registry = world["url"], world["registry"]
     rows = [{"card_id": 1, "amount": 120.0}, {"card_id": 3, "amount": 15.0, "age": 70}]  # age given: it wins
-    r = httpx.post(f"{url}/v1/models/fraud/predict", json={"instances": rows}, headers={"X-Request-Id": "f-1"})
+    r = httpx.post(
+        f"{url}/v1/models/fraud/predict", json={"instances": rows}, headers={"X-Request-Id": "f-1"}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     filled = [{"amount": 120.0, "age": 31, "country": "NL"}, {"amount": 15.0, "age": 70, "country": "DE"}]
