@@ -24,11 +24,22 @@ ALLOWED_TRANSITIONS: dict[str, tuple[str, ...]] = {
 T = TypeVar("T")
 
 
+#: Values that are their own JSON form (checked by exact class: the common case costs no call).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float):
+    cls = value.__class__
+    if cls in _SCALARS:
         return value
+    if cls is dict:
+        return {k: v if v.__class__ in _SCALARS else _jsonable(v) for k, v in value.items()}
+    if cls is list or cls is tuple:
+        return [v if v.__class__ in _SCALARS else _jsonable(v) for v in value]
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, str | int | float):
+        return value
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -85,7 +96,10 @@ class Record:
         first, which cost about 0.2 ms per version (20 ms for a page of 100).
         """
         values = self.__dict__
-        return {name: _jsonable(values[name]) for name in _field_names(type(self))}
+        return {
+            name: value if (value := values[name]).__class__ in _SCALARS else _jsonable(value)
+            for name in _field_names(type(self))
+        }
 
     @classmethod
     def from_dict(cls: type[R], data: dict[str, Any]) -> R:
