@@ -83,6 +83,11 @@ class ArtifactStore:
         if self._local:
             self.fs.makedirs(self._join("tmp"), exist_ok=True)
 
+    @property
+    def is_local(self) -> bool:
+        """Whether the store is a local folder (its files are plain files on this machine)."""
+        return self._local
+
     def _join(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
 

@@ -26,6 +26,8 @@ from storage.errors import ValidationError
 router = APIRouter(tags=["artifacts"])
 #: Bytes gathered on the event loop before a worker thread hashes and writes them.
 _FLUSH = 4 << 20
+#: Below this, a whole upload to a local store is hashed and written on the event loop.
+_INLINE = 256 << 10
 
 
 class _Sink:
@@ -86,7 +88,11 @@ async def upload(request: Request, sha256: str, caller: Principal = Contributor)
         if writing is not None:
             await writing
             writing = None
-        ref = await asyncio.to_thread(sink.finish, batch, sha256)
+            ref = await asyncio.to_thread(sink.finish, batch, sha256)
+        elif size <= _INLINE and store.is_local:
+            ref = sink.finish(batch, sha256)  # a small file: a thread hop costs more than writing it
+        else:
+            ref = await asyncio.to_thread(sink.finish, batch, sha256)
     except ValidationError as exc:
         await _settle(writing)
         sink.abort()
