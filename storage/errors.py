@@ -33,3 +33,11 @@ class IntegrityError(MlopsError):
 
 class AccessError(MlopsError, PermissionError):
     """A call the service refused for the caller: no key, an unknown key, or a role that does not allow it."""
+
+
+class UnavailableError(MlopsError, ConnectionError):
+    """A backing service that does not answer (the online store's Redis, the metadata database).
+
+    The message names the service; the operation did not complete, and retrying it once the service
+    is back is safe.
+    """

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from serving import protocol as p
 from serving.models import ModelLoadError
 from serving.protocol import RequestError
-from storage.errors import MlopsError, NotFoundError, ValidationError
+from storage.errors import MlopsError, NotFoundError, UnavailableError, ValidationError
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
@@ -49,7 +49,7 @@ def error_status(exc: BaseException) -> tuple[int, str]:
         return exc.status_code, exc.message
     if isinstance(exc, NotFoundError):
         return 404, str(exc)
-    if isinstance(exc, ModelLoadError):
+    if isinstance(exc, ModelLoadError | UnavailableError):
         return 503, str(exc)
     if isinstance(exc, ValidationError | MlopsError):
         return 400, str(exc)

@@ -7,7 +7,13 @@ rerun and windows can overlap. Each group's materialization watermark (the end
 of the last window) is kept next to the values.
 
 ``sqlite:///path`` (the default) and ``redis://host:port/db`` are understood;
-``?prefix=...`` on a Redis URL namespaces every key.
+``?prefix=...`` on a Redis URL namespaces every key. A Redis that does not
+answer (stopped, unreachable, still loading, or silent for 10 s) is an
+:class:`storage.errors.UnavailableError` naming the server, never a hang; the
+model server answers 503 for the feature-backed requests it cannot fill, and a
+materialization that failed leaves the group's watermark where it was, so
+running it again once Redis is back writes the window again (upserts keep the
+newer value: the result is the same).
 
 Example:
     >>> import tempfile
@@ -23,17 +29,21 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlparse
 
-from storage.errors import ValidationError
+from storage.errors import UnavailableError, ValidationError
 
 Record = tuple[str, int, str]  # (entity key, event time in µs since the epoch, JSON payload)
+#: Seconds to connect to Redis, and to wait for one answer, before it counts as unavailable.
+CONNECT_TIMEOUT_S = 5.0
+TIMEOUT_S = 10.0
 KEY_SEPARATOR = "\x1f"
 
 
@@ -196,25 +206,41 @@ class RedisOnlineStore:
         query = parse_qs(parsed.query)
         self.prefix = prefix if prefix is not None else query.get("prefix", ["mlops:features:"])[0]
         self.url = url
-        self.client = redis.Redis.from_url(url.split("?", 1)[0])
+        host = f"{parsed.hostname or ''}{f':{parsed.port}' if parsed.port else ''}"
+        self.where = parsed._replace(netloc=host, query="").geturl()  # for messages: no password
+        self.client = redis.Redis.from_url(
+            url.split("?", 1)[0], socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=TIMEOUT_S
+        )
         self._upsert = self.client.register_script(_UPSERT_LUA)
+
+    @contextlib.contextmanager
+    def _answering(self) -> Iterator[None]:
+        """Redis connection errors and timeouts as an UnavailableError naming the server."""
+        import redis
+
+        try:
+            yield
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise UnavailableError(f"the online store {self.where} does not answer: {exc}") from exc
 
     def _key(self, group: str, key: str) -> str:
         return f"{self.prefix}{group}:{key}"
 
     def write(self, group: str, records: Iterable[Record]) -> int:
         n = 0
-        pipe = self.client.pipeline(transaction=False)
-        for k, ts, payload in records:
-            self._upsert(keys=[self._key(group, k)], args=[ts, payload], client=pipe)
-            n += 1
-            if n % 5000 == 0:
-                pipe.execute()
-        pipe.execute()
+        with self._answering():
+            pipe = self.client.pipeline(transaction=False)
+            for k, ts, payload in records:
+                self._upsert(keys=[self._key(group, k)], args=[ts, payload], client=pipe)
+                n += 1
+                if n % 5000 == 0:
+                    pipe.execute()
+            pipe.execute()
         return n
 
     def read(self, group: str, keys: Sequence[str]) -> list[tuple[int, dict[str, Any]] | None]:
-        raw = self.client.mget([self._key(group, k) for k in keys]) if keys else []
+        with self._answering():
+            raw = self.client.mget([self._key(group, k) for k in keys]) if keys else []
         out: list[tuple[int, dict[str, Any]] | None] = []
         for value in raw:
             if value is None:
@@ -226,16 +252,19 @@ class RedisOnlineStore:
         return out
 
     def watermark(self, group: str) -> int | None:
-        value = self.client.get(f"{self.prefix}__watermark__:{group}")
+        with self._answering():
+            value = self.client.get(f"{self.prefix}__watermark__:{group}")
         return int(value) if value is not None else None
 
     def set_watermark(self, group: str, end_us: int) -> None:
         current = self.watermark(group)
         if current is None or end_us > current:
-            self.client.set(f"{self.prefix}__watermark__:{group}", end_us)
+            with self._answering():
+                self.client.set(f"{self.prefix}__watermark__:{group}", end_us)
 
     def count(self, group: str) -> int:
-        return sum(1 for _ in self.client.scan_iter(match=f"{self.prefix}{group}:*", count=1000))
+        with self._answering():
+            return sum(1 for _ in self.client.scan_iter(match=f"{self.prefix}{group}:*", count=1000))
 
     def close(self) -> None:
         self.client.close()
