@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import Field
 
 from service.auth import Admin, Contributor, Principal, Reader
-from service.routes.common import Body, page, registry_of, tag_filters
+from service.routes.common import INLINE_PAGE, Body, page, read, registry_of, tag_filters
 from storage.artifacts import ArtifactRef
 
 router = APIRouter(tags=["registry"])
@@ -122,7 +122,7 @@ def set_model_tag(
 
 # ---------------------------------------------------------------- versions
 @router.get("/versions")
-def search_versions(
+async def search_versions(
     request: Request,
     model: str | None = None,
     stage: str | None = None,
@@ -134,20 +134,25 @@ def search_versions(
     caller: Principal = Reader,
 ) -> dict[str, Any]:
     """Versions matching every filter (``metric=auc>=0.9``, ``tag=key=value``), newest first."""
-    found = registry_of(request).search_versions(
-        model=model,
-        stage=stage,
-        alias=alias,
-        tags=tag_filters(tag),
-        metrics=list(metric or ()),
-        page_size=page_size,
-        page_token=page_token,
-    )
-    return page([v.to_dict() for v in found.items], found.next_token)
+    tags, metrics = tag_filters(tag), list(metric or ())
+
+    def run() -> dict[str, Any]:
+        found = registry_of(request).search_versions(
+            model=model,
+            stage=stage,
+            alias=alias,
+            tags=tags,
+            metrics=metrics,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        return page([v.to_dict() for v in found.items], found.next_token)
+
+    return await read(request, run, small=page_size <= INLINE_PAGE)
 
 
 @router.get("/models/{name}/versions")
-def list_versions(
+async def list_versions(
     request: Request,
     name: str,
     stage: str | None = None,
@@ -158,7 +163,7 @@ def list_versions(
     caller: Principal = Reader,
 ) -> dict[str, Any]:
     """A model's versions, newest first, one page at a time."""
-    return search_versions(request, name, stage, None, tag, metric, page_size, page_token, caller)
+    return await search_versions(request, name, stage, None, tag, metric, page_size, page_token, caller)
 
 
 @router.post("/models/{name}/versions", status_code=201)
@@ -189,9 +194,9 @@ def create_version(request: Request, name: str, body: VersionIn, caller: Princip
 
 
 @router.get("/models/{name}/versions/{ref}")
-def get_version(request: Request, name: str, ref: str, caller: Principal = Reader) -> dict[str, Any]:
+async def get_version(request: Request, name: str, ref: str, caller: Principal = Reader) -> dict[str, Any]:
     """One version by number, semver, alias, ``latest`` or stage."""
-    return registry_of(request).get_version(name, ref).to_dict()
+    return await read(request, lambda: registry_of(request).get_version(name, ref).to_dict())
 
 
 @router.post("/models/{name}/versions/{ref}/stage")
@@ -235,9 +240,11 @@ def verify_version(request: Request, name: str, ref: str, caller: Principal = Re
 
 
 @router.get("/models/{name}/versions/{ref}/lineage")
-def version_lineage(request: Request, name: str, ref: str, caller: Principal = Reader) -> dict[str, Any]:
+async def version_lineage(
+    request: Request, name: str, ref: str, caller: Principal = Reader
+) -> dict[str, Any]:
     """Data set → training run → version → parent → endpoints of one version."""
-    return registry_of(request).lineage(name, ref)
+    return await read(request, registry_of(request).lineage, name, ref)
 
 
 # ----------------------------------------------------------------- aliases
