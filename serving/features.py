@@ -39,7 +39,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -213,11 +213,11 @@ class FeatureFiller:
                 refs.append(f"{group.name}:{f.name}@{f.version}")
                 columns.append(f.name)
         extra_keys = tuple(k for k in keys if k not in spec.types)
-        request_spec = InputSpec(
-            (*extra_keys, *spec.names),
-            {**{k: "key" for k in extra_keys}, **spec.types},
-            spec.nullable,
-            frozenset(columns),
+        request_spec = replace(  # the version's limits (string bytes, elements) hold for the request too
+            spec,
+            names=(*extra_keys, *spec.names),
+            types={**{k: "key" for k in extra_keys}, **spec.types},
+            optional=frozenset(columns),
         )
         return Plan(
             request_spec, spec, tuple(keys), tuple(refs), tuple(columns),

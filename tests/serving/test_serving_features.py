@@ -198,3 +198,18 @@ def test_declarations_are_checked(world: dict[str, Any]) -> None:
         assert r.status_code == 503 and "declares serving features badly" in r.json()["error"]
     finally:
         server.stop()
+
+
+def test_the_versions_value_limits_hold_for_filled_requests(world: dict[str, Any]) -> None:
+    from serving.features import FeatureFiller
+    from serving.protocol import InputSpec
+
+    spec = InputSpec(
+        ("amount", "age", "country"), {"amount": "float", "age": "int", "country": "string"},
+        frozenset(), max_string_bytes=16, max_elements=100,
+    )  # fmt: skip
+    filler = FeatureFiller(world["registry"], FeatureStore.from_settings)
+    plan = filler.plan("fraud", 1, spec)
+    assert plan is not None and plan.request_spec.names == ("card_id", "amount", "age", "country")
+    assert (plan.request_spec.max_string_bytes, plan.request_spec.max_elements) == (16, 100)
+    filler.close()
