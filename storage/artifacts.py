@@ -3,8 +3,11 @@
 Bytes are stored under their SHA-256 (``sha256/ab/cdef...``), written to a
 temporary name and renamed, so a crash never leaves a half-written artifact
 visible, and re-hashed on every read, so a changed byte raises an
-:class:`~storage.errors.IntegrityError` naming the artifact. Any fsspec URL
-(``s3://bucket/prefix``, ``gs://...``) works as the root.
+:class:`~storage.errors.IntegrityError` naming the artifact. A full disk is a
+:class:`~storage.errors.StorageFullError` naming the store, with the temporary
+file removed; :meth:`ArtifactStore.verify` re-hashes everything stored and
+lists temporary files left behind. Any fsspec URL (``s3://bucket/prefix``,
+``gs://...``) works as the root.
 
 Example:
     >>> import tempfile
@@ -18,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -30,10 +34,20 @@ from typing import BinaryIO
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from storage.errors import IntegrityError, NotFoundError, ValidationError
+from storage.errors import IntegrityError, NotFoundError, StorageFullError, ValidationError
 
 CHUNK = 1 << 20
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _full(exc: OSError, url: str) -> OSError:
+    """A full disk as a StorageFullError naming the store; any other OSError as it is."""
+    if exc.errno in _FULL:
+        return StorageFullError(
+            exc.errno, f"the artifact store {url} is full ({exc.strerror}): nothing was stored"
+        )
+    return exc
 
 
 @dataclass(frozen=True)
@@ -144,9 +158,29 @@ class ArtifactStore:
                 os.fsync(handle.fileno())
             os.makedirs(os.path.dirname(target), exist_ok=True)
             os.replace(tmp, target)
+        except OSError as exc:
+            raise _full(exc, self.url) from exc
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+    def verify(self) -> list[str]:
+        """What is wrong in the store: stored bytes that no longer hash to their name, and temporary
+        files left behind (a write in progress, or one a crash cut short); empty when clean."""
+        problems = []
+        for path in sorted(self.fs.find(self._join("sha256"))):
+            parts = path.rstrip("/").split("/")
+            sha = parts[-2] + parts[-1]
+            try:
+                found = self.hash_stored(sha)
+            except (ValidationError, OSError) as exc:
+                problems.append(f"{path}: unreadable or misnamed ({exc})")
+                continue
+            if found != sha:
+                problems.append(f"{path}: content hashes to {found}")
+        if self._local:
+            problems += [f"{p}: a temporary file" for p in sorted(self.fs.find(self._join("tmp")))]
+        return problems
 
     def begin_upload(self, *, max_bytes: int | None = None) -> Upload:
         """Start a streamed upload: :meth:`Upload.write` chunks, then :meth:`Upload.commit`."""
@@ -263,13 +297,21 @@ class Upload:
             self.abort()
             raise ValidationError(f"the upload is larger than the limit of {self.max_bytes} bytes")
         self._digest.update(chunk)
-        self._handle.write(chunk)
+        try:
+            self._handle.write(chunk)
+        except OSError as exc:
+            self.abort()
+            raise _full(exc, self.store.url) from exc
 
     def commit(self, expected_sha256: str | None = None) -> ArtifactRef:
         """Check the digest and move the bytes into place (idempotent for stored bytes)."""
         if expected_sha256 is not None:
             _check_sha(expected_sha256)
-        self._handle.close()
+        try:
+            self._handle.close()  # writes what is buffered: the disk may fill here
+        except OSError as exc:
+            self._remove_tmp()
+            raise _full(exc, self.store.url) from exc
         actual = self._digest.hexdigest()
         try:
             if expected_sha256 is not None and actual != expected_sha256:

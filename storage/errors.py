@@ -41,3 +41,8 @@ class UnavailableError(MlopsError, ConnectionError):
     The message names the service; the operation did not complete, and retrying it once the service
     is back is safe.
     """
+
+
+class StorageFullError(MlopsError, OSError):
+    """A write that found its disk full or over quota; the message names the store, and nothing of the
+    write is visible (its temporary files are removed)."""

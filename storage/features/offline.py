@@ -41,6 +41,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import logging
@@ -58,6 +59,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from storage.errors import StorageFullError
 from storage.features import pit
 from storage.features.pit import GroupSpec, decode
 from storage.features.records import Feature, FeatureGroup, check_identifier, quote
@@ -168,11 +170,17 @@ class OfflineStore:
                 final = self.group_dir(group.name) / f"date={day}" / f"part-{batch_id}.parquet"
                 final.parent.mkdir(parents=True, exist_ok=True)
                 tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
-                pq.write_table(part, tmp, compression="zstd")
                 staged.append((tmp, final))
-        except BaseException:
+                pq.write_table(part, tmp, compression="zstd")
+        except BaseException as exc:
             for tmp, _ in staged:
                 tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise StorageFullError(
+                    exc.errno,
+                    f"the offline store {self.root} is full ({exc.strerror}): no file of the {group.name!r} "
+                    f"batch of {len(table)} rows is visible",
+                ) from exc
             raise
         for tmp, final in staged:
             os.replace(tmp, final)
@@ -184,8 +192,11 @@ class OfflineStore:
         marker = self.group_dir(group) / COMMITS / batch_id
         marker.parent.mkdir(parents=True, exist_ok=True)
         tmp = marker.with_name(f".{batch_id}.{uuid.uuid4().hex}.tmp")
-        tmp.write_text(str(time.time_ns()))
-        os.replace(tmp, marker)
+        try:
+            tmp.write_text(str(time.time_ns()))
+            os.replace(tmp, marker)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     # ------------------------------------------------------------ reading
     def source_sql(

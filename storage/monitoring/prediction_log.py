@@ -45,6 +45,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import math
@@ -62,7 +63,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from blocks.settings import MlopsSettings, get_settings
-from storage.errors import IntegrityError, ValidationError
+from storage.errors import IntegrityError, StorageFullError, ValidationError
 from storage.features.online import entity_key as _key_part
 from storage.features.records import check_identifier
 from storage.parquet_files import CorruptFile, read_skipping_corrupt, verify_parquet
@@ -210,6 +211,11 @@ def write_atomically(table: pa.Table, final: Path) -> None:
     try:
         pq.write_table(table, tmp, compression="zstd")
         os.replace(tmp, final)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            message = f"{final.parent} is full ({exc.strerror}): {table.num_rows} rows were not written"
+            raise StorageFullError(exc.errno, message) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
