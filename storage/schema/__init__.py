@@ -6,8 +6,9 @@ timestamp type and ``utcnow``) and re-exported here, so callers write
 ``registry`` (models, versions, aliases, approvals), ``features`` (the
 feature store), ``endpoints`` (serving endpoints), ``monitoring`` (alerts,
 alert routes, the notification log), ``governance`` (evidence, lineage,
-attestations, erasures) and ``access`` (audit log, API keys). The migrations under ``storage/migrations`` create
-exactly these tables; a test checks that the two agree.
+attestations, erasures) and ``access`` (audit log, API keys). The migrations
+under ``storage/migrations`` create exactly these tables; a test checks that
+the two agree.
 
 Example:
     >>> from storage import schema as t
