@@ -5,6 +5,16 @@ write transactions start with ``BEGIN IMMEDIATE`` so concurrent writers queue
 for the lock instead of failing with "database is locked". The same code runs
 on PostgreSQL when the URL says so.
 
+A connection the server closed while it sat in the pool (a restart,
+``pg_terminate_backend``, an idle timeout) is noticed when it is taken out
+(``pool_pre_ping``) and replaced, so the next transaction just works. One lost
+in the middle of a transaction cannot be replayed from here (the caller's code
+ran in it): :meth:`Database.write` and :meth:`Database.read` raise an
+:class:`~storage.errors.UnavailableError` that names the database and says
+whether the loss came before the commit (nothing was written) or during it
+(the outcome is unknown); the callers retry what is idempotent (registration
+with its idempotency key, a reviewer's decision, Prefect task retries).
+
 Example:
     >>> from storage.db import Database
     >>> db = Database("sqlite:///:memory:")
@@ -29,9 +39,16 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from storage.errors import UnavailableError
+
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
 _migrate_lock = threading.Lock()
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
 
 
 def _sqlite_path(url: sa.URL) -> Path | None:
@@ -175,16 +192,44 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction: committed on success, rolled back on error."""
-        with self._write_engine.begin() as conn:
-            yield conn
+        """A write transaction: committed on success, rolled back on error.
+
+        Raises:
+            UnavailableError: the connection was lost (see the module docs).
+        """
+        committing = False
+        try:
+            with self._write_engine.begin() as conn:
+                yield conn
+                committing = True
+        except sa.exc.DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            outcome = (
+                "while committing: the transaction may or may not have been committed"
+                if committing
+                else "before the commit: nothing of the transaction was written"
+            )
+            raise UnavailableError(f"the metadata database {self._where} lost the connection {outcome} "
+                                   f"({_first_line(exc)})") from exc  # fmt: skip
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A read-only transaction that never blocks writers."""
-        with self._read_engine.connect() as conn:
-            yield conn
-            conn.rollback()
+        """A read-only transaction that never blocks writers (UnavailableError: the connection was lost)."""
+        try:
+            with self._read_engine.connect() as conn:
+                yield conn
+                conn.rollback()
+        except sa.exc.DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            raise UnavailableError(
+                f"the metadata database {self._where} lost the connection during a read ({_first_line(exc)})"
+            ) from exc
+
+    @functools.cached_property
+    def _where(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
 
     def dispose(self) -> None:
         """Close every pooled connection."""

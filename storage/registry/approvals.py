@@ -207,7 +207,9 @@ class ApprovalStore:
                     "gates": {g.name: g.passed for g in gates},
                 },
             )
-        return self.get(request_id)
+            # read back in the same transaction: a connection lost after the commit cannot turn a
+            # request that was opened into an error that invites opening it again
+            return self._load(conn, request_id)
 
     def decide(
         self, request_id: int, reviewer: str, decision: Decision, comment: str = ""
@@ -339,12 +341,12 @@ class ApprovalStore:
                     entity_id=str(request_id),
                     after={"status": PROMOTED},
                 )
+                return self._load(conn, request_id)  # in the transaction, as open_request
         except TransitionError as exc:
             if "not approved" in str(exc):
                 raise
             self._fail(request_id, str(exc), actor)
             raise
-        return self.get(request_id)
 
     def _fail(self, request_id: int, why: str, actor: str) -> None:
         with self.db.write() as conn:
