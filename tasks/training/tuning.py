@@ -10,6 +10,14 @@ a wall-clock deadline shared by all chunks. With several ``tuning_objectives``
 the study is multi-objective (no pruning) and the summary carries the Pareto
 front and the trial chosen from it (``tasks.training.multi_objective``).
 
+A chunk may run again: Dask reschedules it when its worker dies, Prefect
+retries it after a failure. Every trial records its chunk (user attribute
+``chunk``), so a chunk that starts again runs only the trials it still owes,
+and marks its trials left ``RUNNING`` by the attempt that died as failed and
+``abandoned`` (a chunk runs once at a time, so nothing else still runs them).
+The summary leaves abandoned trials out: the study ends with the number of
+trials asked for, none counted twice.
+
 Example:
     >>> plan_chunks(10, n_workers=2)
     [2, 2, 1, 1, 1, 1, 1, 1]
@@ -44,6 +52,8 @@ from tasks.training.multi_objective import (
 )
 
 WORKER_ATTR = "worker"
+CHUNK_ATTR = "chunk"
+ABANDONED_ATTR = "abandoned"
 
 
 def storage_url(url: str | None = None) -> str:
@@ -242,18 +252,38 @@ def run_trial_chunk(
         pruner=make_pruner(prune and not objectives),
     )
     done: list[int] = []
+    owed = n_trials - _resume_chunk(study, chunk)
 
     def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
-        trial.set_user_attr(WORKER_ATTR, worker)  # one attribute: each one is a write to the storage
+        trial.set_user_attr(WORKER_ATTR, worker)  # each attribute is a write to the storage
+        trial.set_user_attr(CHUNK_ATTR, chunk)
         done.append(trial.number)
         if objectives:
             return multi_objective_scores(suggest(trial, space), spec, X, y, objectives, folds)
         return trial_score(trial, spec, space, X, y, metric, folds)
 
     timeout = None if deadline is None else max(0.0, deadline - time.time())
-    if timeout is None or timeout > 0:
-        study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(ValueError,))
+    if owed > 0 and (timeout is None or timeout > 0):
+        study.optimize(objective, n_trials=owed, timeout=timeout, catch=(ValueError,))
     return {"chunk": chunk, "worker": worker, "trials": done}
+
+
+def _resume_chunk(study: optuna.Study, chunk: int) -> int:
+    """Trials this chunk finished in earlier attempts; its trials still RUNNING become abandoned."""
+    finished = 0
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get(CHUNK_ATTR) != chunk or t.user_attrs.get(ABANDONED_ATTR):
+            continue
+        if t.state == optuna.trial.TrialState.RUNNING:  # the attempt that ran it died
+            study._storage.set_trial_user_attr(t._trial_id, ABANDONED_ATTR, "its worker stopped")
+            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        elif t.state.is_finished():
+            finished += 1
+    return finished
+
+
+def _counted(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in trials if not t.user_attrs.get(ABANDONED_ATTR)]
 
 
 def summarize_study(
@@ -269,10 +299,12 @@ def summarize_study(
     ``best_params`` and ``best_value`` are then the chosen trial's.
     """
     study = optuna.load_study(study_name=name, storage=open_storage(storage))
-    trials = study.get_trials(deepcopy=False)
+    every = study.get_trials(deepcopy=False)
+    trials = _counted(every)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     if objectives:
-        return _summarize_multi(study, trials, complete, objectives, constraints or {})
+        summary = _summarize_multi(study, trials, complete, objectives, constraints or {})
+        return {**summary, "abandoned": len(every) - len(trials)}
     rows = [
         {
             "trial": t.number,
@@ -290,6 +322,7 @@ def summarize_study(
         "best_value": None if best is None else float(best.value or 0.0),
         "best_params": {} if best is None else dict(best.params),
         "trials": len(trials),
+        "abandoned": len(every) - len(trials),
         "completed": len(complete),
         "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
         "workers": sorted(
@@ -383,4 +416,4 @@ def count_finished(name: str, storage: str | None) -> int:
     except KeyError:
         return 0
     states = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
-    return sum(t.state not in states for t in study.get_trials(deepcopy=False))
+    return sum(t.state not in states for t in _counted(study.get_trials(deepcopy=False)))
