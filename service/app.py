@@ -24,6 +24,7 @@ from blocks.settings import MlopsSettings, get_settings
 from service.config import ServiceSettings
 from service.console.setup import install_console
 from service.errors import install_error_handlers
+from service.metrics import install_metrics
 from service.routes import approvals, artifacts, governance, keys, operations
 from service.routes import registry as registry_routes
 from storage.keys import ApiKeyStore
@@ -75,4 +76,5 @@ def create_app(
     for module in ROUTERS:
         app.include_router(module.router, prefix=API_PREFIX)
     install_console(app)
+    install_metrics(app)
     return app

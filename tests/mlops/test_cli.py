@@ -634,8 +634,9 @@ def test_audit_log_filters(fraud: None) -> None:
             "error: param 'depth' is malformed: expected key=value",
         ),
         (
-            ["registry", "register", "fraud", "--framework", "tensorflow"],
-            "error: framework 'tensorflow' is not one of sklearn, xgboost, pytorch, onnx, custom",
+            ["registry", "register", "fraud", "--framework", "caffe"],
+            "error: framework 'caffe' is not one of "
+            "sklearn, xgboost, pytorch, keras, tensorflow, onnx, custom",
         ),
         (
             ["registry", "register", "fraud", "--framework", "sklearn", "--bump", "huge"],

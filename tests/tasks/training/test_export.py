@@ -155,7 +155,7 @@ def test_interaction_features_export_through_their_own_converter() -> None:
 
 
 def test_without_parity_or_conversion_the_version_keeps_native_files_and_says_why() -> None:
-    pipe, holdout = fitted("HistGradientBoosting", "sklearn", params={"max_iter": 10})
+    pipe, holdout = fitted("sklearn.neighbors:NearestCentroid", "sklearn")  # skl2onnx has no converter
     out = export_model(pipe, "sklearn", holdout, "classification")
     assert ONNX_FILE not in out.files and SKOPS_FILE in out.files
     assert out.onnx["kept"] is False and out.onnx["reason"].startswith("ONNX conversion failed")
