@@ -337,9 +337,13 @@ def test_routed_requests_with_slow_and_failing_shadows(env: Env) -> None:
     while len(env.router.observed) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert env.router.observed[-1] == ("shop", "blue", Target("fraud", "1"), True)
-    time.sleep(1.2)  # the shadows finish in the background
-    rows = env.log()
-    shop = rows[rows["request_id"].str.startswith("shop-1")]
+    deadline = time.monotonic() + 60  # the shadows finish in the background, then the writer flushes
+    while True:
+        rows = env.log()
+        shop = rows[rows["request_id"].str.startswith("shop-1")]
+        if len(shop) >= 6 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     by_variant = shop.groupby("variant")["status"].apply(sorted).to_dict()
     assert by_variant == {
         "blue": ["ok", "ok"],

@@ -190,9 +190,17 @@ def test_failing_canary_rolls_back_by_itself_in_the_real_server(tmp_path: Path) 
         while state["plan"]["status"] == "running" and time.monotonic() < deadline:
             time.sleep(0.25)
             state = admin.get("/endpoints/fraud-live/canary").json()
-        time.sleep(0.5)  # the router refreshes within refresh_s
+        # the router's thread re-reads the endpoint within refresh_s, later on a busy machine: wait
+        # for the answers to come from the stable variant only, then watch some more
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            recent = traffic.answers[-5:]
+            if len(recent) == 5 and all(a[2] == "stable" for a in recent):
+                break
+            time.sleep(0.1)
         cut = len(traffic.answers)
-        time.sleep(1.0)
+        while len(traffic.answers) < cut + 10 and time.monotonic() < deadline:
+            time.sleep(0.1)
         answers = traffic.finish()
         admin.close()
     assert state["weights"] == {"stable": 100.0, "canary": 0.0} and state["plan"]["status"] == "rolled_back"

@@ -139,7 +139,16 @@ def test_endpoint_routing_log_and_metrics(served: dict[str, Any]) -> None:
         ],
     }
     assert httpx.post(f"{url}/admin/endpoints", json=body, headers=ADMIN).status_code == 201
-    time.sleep(1.1)  # the router re-reads endpoints within its refresh time
+    from tritonclient.utils import InferenceServerException
+
+    deadline = time.monotonic() + 60  # the router's thread re-reads endpoints within its refresh time
+    while True:
+        try:
+            client.infer("fraud-api", inputs(1), request_id="probe", headers=KEY)
+            break
+        except InferenceServerException:
+            assert time.monotonic() < deadline, "the router never saw the new endpoint"
+            time.sleep(0.1)
     seen = {}
     for i in range(12):
         key = f"user-{i}"

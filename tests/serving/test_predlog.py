@@ -45,7 +45,9 @@ def test_flush_by_time_and_on_close(tmp_path: Path) -> None:
     log = PredictionLog(tmp_path)
     writer = PredictionLogWriter(log, flush_rows=1000, flush_s=0.1).start()
     writer.submit(item("t"))
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30  # flushed by time (0.1 s), whatever else the machine runs
+    while log.read().empty and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert len(log.read()) == 1
     writer.submit(item("u"))
     writer.close()

@@ -49,7 +49,9 @@ def test_scale_up_under_load_then_roll_and_stop() -> None:
             time.sleep(0.2)
         assert sup.replica_count >= 2, sup.decisions[-3:]
         pids.clear()
-        time.sleep(1.5)  # the new replicas take connections from the shared socket
+        deadline = time.monotonic() + 60  # the new replicas take connections from the shared socket
+        while len(pids) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
         stop.set()
         for c in clients:
             c.join()
