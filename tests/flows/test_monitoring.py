@@ -65,7 +65,7 @@ def _events(name: str) -> list[dict[str, Any]]:
     from prefect.events.worker import EventsWorker
 
     EventsWorker.drain_all()
-    for _ in range(40):
+    for _ in range(240):  # up to a minute: the events worker is slow on a busy machine
         with get_client(sync_client=True) as client:
             found = client.request(
                 "POST", "/events/filter", json={"filter": {"event": {"name": [name]}}, "limit": 50}

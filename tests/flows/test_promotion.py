@@ -75,7 +75,7 @@ def _events(prefix: str) -> list[dict[str, Any]]:
     from prefect.events.worker import EventsWorker
 
     EventsWorker.drain_all()
-    for _ in range(40):
+    for _ in range(240):  # up to a minute: the events worker is slow on a busy machine
         with get_client(sync_client=True) as client:
             found = client.request(
                 "POST", "/events/filter", json={"filter": {"event": {"prefix": [prefix]}}, "limit": 50}
