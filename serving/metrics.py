@@ -6,6 +6,13 @@ apps in one process (tests, replicas) never share counters. Labels:
 directly), ``variant`` (the endpoint's variant, ``""`` otherwise), ``model``
 and ``version``.
 
+Names come from request URLs, so a client could make a label series of every
+name it sends (each unknown model is a 404 labelled with its name): series
+that memory and every scrape would carry for good. Errors for names that
+never answered a request are labelled with their name for the first
+:data:`MAX_ERROR_NAMES` such names, then as ``(other)``; a label value is
+cut to :data:`MAX_LABEL_CHARS` characters.
+
 Example:
     >>> m = ServingMetrics()
     >>> m.observe("fraud", "", "fraud", "3", 0.004, rows=1)
@@ -24,10 +31,19 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+#: Names that never answered a request get their own error labels up to this many, then ``(other)``.
+MAX_ERROR_NAMES = 100
+#: Longest label value (longer names are cut, with ``...``).
+MAX_LABEL_CHARS = 128
+OTHER = "(other)"
 #: Latency buckets in seconds (0.5 ms to 10 s).
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 __all__ = ["BUCKETS", "CONTENT_TYPE_LATEST", "ServingMetrics"]
+
+
+def _cut(value: str) -> str:
+    return value if len(value) <= MAX_LABEL_CHARS else value[: MAX_LABEL_CHARS - 3] + "..."
 
 
 class ServingMetrics:
@@ -63,6 +79,8 @@ class ServingMetrics:
             registry=r,
         )
         self._children: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
+        self._answered: set[str] = set()  # names that answered a request
+        self._error_names: set[str] = set()  # names that only failed, up to MAX_ERROR_NAMES
         self.log_waiting = Gauge(
             "mlops_prediction_log_waiting_rows",
             "Rows waiting to be written to the prediction log.",
@@ -76,6 +94,7 @@ class ServingMetrics:
         key = (endpoint, variant, model, version)
         children = self._children.get(key)
         if children is None:  # label lookups cost more than the counting: keep them per label set
+            self._answered.update((endpoint, model))
             children = self._children[key] = (
                 self.requests.labels(endpoint, variant, model, version, "ok"),
                 self.latency.labels(endpoint, variant, model),
@@ -87,9 +106,19 @@ class ServingMetrics:
         counted.inc(rows)
 
     def error(self, endpoint: str, variant: str, model: str, code: int, version: str = "") -> None:
-        """Count one failed request."""
+        """Count one failed request (names that never answered are bounded: see the module docs)."""
+        endpoint, model = self._bounded(endpoint), self._bounded(model)
+        version = _cut(version)
         self.errors.labels(endpoint, variant, model, str(code)).inc()
         self.requests.labels(endpoint, variant, model, version, "error").inc()
+
+    def _bounded(self, name: str) -> str:
+        if name in self._answered or name in self._error_names:
+            return _cut(name)
+        if len(self._error_names) >= MAX_ERROR_NAMES:
+            return OTHER
+        self._error_names.add(name)
+        return _cut(name)
 
     def set_replicas(self, endpoint: str, count: int) -> None:
         """Report how many replicas serve ``endpoint``."""

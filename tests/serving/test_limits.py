@@ -84,3 +84,18 @@ def test_a_tensor_over_the_element_limit_is_a_413(server: str) -> None:
         r = client.post("/v2/models/fraud/infer", json=big)
         assert r.status_code == 413 and "holds 60 values" in r.json()["error"]
         assert client.post("/v2/models/fraud/infer", json=_tensors(["NL"] * ELEMENTS)).status_code == 200
+
+
+def test_unknown_names_in_urls_do_not_grow_the_metrics_without_bound(server: str) -> None:
+    with httpx.Client(base_url=server, timeout=60) as client:
+        good = [{"amount": 1.0, "age": 30, "country": "NL"}]
+        assert client.post("/v1/models/fraud/predict", json=good).status_code == 200
+        before = len(client.get("/metrics").text)
+        for i in range(300):
+            assert client.post(f"/v2/models/nope-{i}-{'x' * 300}/infer", json={}).status_code == 404
+        assert client.post("/v1/models/fraud/predict", json=[{"amount": 1.0}]).status_code == 400
+        text = client.get("/metrics").text
+    assert len(text) < before + 200_000  # 300 names of 300 characters made 1 MB of series before
+    assert 'endpoint="(other)"' in text and "x" * 200 not in text
+    # a model that answered keeps its name in error labels
+    assert 'mlops_errors_total{code="400",endpoint="fraud",model="fraud"' in text
