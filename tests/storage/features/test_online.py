@@ -174,4 +174,3 @@ def test_feast_keyword_order_and_wrong_argument_types(store: FeatureStore) -> No
         store.get_online_features(features=["trips:fare"])
     with pytest.raises(ValidationError, match="got a int"):
         store.get_online_features([1], ["trips:fare"])  # type: ignore[list-item]
-
