@@ -85,5 +85,6 @@ def test_registry_tour() -> None:
     assert result["verified"] and result["stage"] == "staging"
 
 
-def test_the_demo_runs_the_three_use_cases_each_in_its_own_folder() -> None:
-    assert [folder for folder, _title, _step in demo.STEPS] == ["fraud", "recommendations", "healthcare"]
+def test_the_demo_runs_every_use_case_each_in_its_own_folder() -> None:
+    folders = [folder for folder, _title, _step in demo.STEPS]
+    assert folders == ["fraud", "recommendations", "healthcare", "team"]

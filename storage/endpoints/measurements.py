@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import math
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -121,5 +121,13 @@ class MeasurementsMixin(EndpointBase):
 
 
 def since_seconds(seconds: float) -> datetime:
-    """The time ``seconds`` ago (for stats windows)."""
-    return t.utcnow() - timedelta(seconds=seconds)
+    """The time ``seconds`` ago (for stats windows); a window longer than the calendar is all of history.
+
+    Example:
+        >>> since_seconds(1e300).year
+        1
+    """
+    try:
+        return t.utcnow() - timedelta(seconds=seconds)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
