@@ -126,19 +126,13 @@ def download(
 ) -> StreamingResponse | RedirectResponse:
     """One file of a version, streamed; the client checks ``X-Checksum-Sha256``."""
     registry = registry_of(request)
-    version = registry.get_version(name, ref)
-    found = next((a for a in version.artifacts if a.name == path), None)
-    if found is None:
-        from storage.errors import NotFoundError
-
-        names = ", ".join(a.name for a in version.artifacts) or "none"
-        raise NotFoundError(f"{name} version {version.number} has no file {path!r} (it has: {names})")
+    found = registry.artifact(name, ref, path)
     store = registry.artifacts
     if request.app.state.settings.presign_downloads:
         url = store.signed_url(found.sha256)
         if url:
             return RedirectResponse(url, status_code=307, headers={"X-Checksum-Sha256": found.sha256})
-    chunks = store.iter_bytes(found.sha256, name=f"{name}/{version.number}/{path}")
+    chunks = store.iter_bytes(found.sha256, name=f"{name}/{ref}/{path}")
     first = next(chunks, b"")  # a missing file is a 404 here, before the response starts
 
     def body() -> Any:

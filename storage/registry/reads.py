@@ -359,7 +359,8 @@ class RegistryReads:
             if (token := page.next_token) is None:
                 return versions
 
-    def _artifact(self, model: str, version: VersionRef, name: str) -> Artifact:
+    def artifact(self, model: str, version: VersionRef, name: str) -> Artifact:
+        """One file of a version by name (NotFoundError lists the files it has)."""
         mv = self.get_version(model, version)
         for art in mv.artifacts:
             if art.name == name:

@@ -22,7 +22,7 @@ class VersionFilesMixin(RegistryReads):
 
     def load_artifact(self, model: str, version: VersionRef, name: str) -> bytes:
         """The verified bytes of one artifact of a version."""
-        found = self._artifact(model, version, name)
+        found = self.artifact(model, version, name)
         return self.artifacts.get_bytes(found.sha256, name=f"{model}/{self._ref_label(version)}/{name}")
 
     def export_version(self, model: str, version: VersionRef, dest: str | Path) -> list[Path]:
