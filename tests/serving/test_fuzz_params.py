@@ -31,6 +31,7 @@ UNICODE_DIGITS = ["¹", "²³", "٣", "໒", "𝟘", "Ⅻ", "½", "３", "1¹", 
 BIG_NUMBERS = ["9" * 19, "9" * 30, "1" + "0" * 5000, str(2**63), str(2**64 + 1)]
 CONTROL = ["\x00", "a\x00b", "\x7f", "\x1b[31m", "tab\there", "line\nbreak", "\u202e", "\ufeff", "\udcff"]
 SPECIAL = ["@", "@@", "@champion", "latest", "production", "..", ".", "%", "%00", "a/b", "v1.0", "1.2.3.4"]
+MAX_CLIENT_URL = 60_000  # httpx raises InvalidURL above 65,536 characters
 LONG = ["x" * 5_000, "é" * 3_000, "1" * 4_301]
 
 TEXT = st.one_of(
@@ -102,6 +103,8 @@ def test_admin_names_and_query_values_never_5xx(
         ("DELETE", f"/admin/endpoints/{n}/variants/{v}"),
         ("POST", f"/admin/endpoints/{n}/slots/{v}"),
     ]:
+        if len(path) > MAX_CLIENT_URL:
+            continue  # httpx refuses to send it; the server never sees such a request
         _check(client.request(method, path), f"{method} {path[:120]}")
 
 
