@@ -42,6 +42,13 @@ class MlopsSettings(BaseSettings):
             ``home/online.db`` when unset.
         prediction_log_root: Folder of the prediction log's Parquet files
             (``MLOPS_PREDICTION_LOG_ROOT``); ``home/predictions`` when unset.
+        storage_url: Where every file the platform writes goes
+            (``MLOPS_STORAGE_URL``): a folder or an object store URL such as
+            ``s3://bucket/prefix``. When set, artifacts, features,
+            predictions, ground truth, reports and the training stage cache
+            live under it (``<url>/artifacts``, ``<url>/features``, ...), so
+            processes on different machines share them; a setting for one
+            part still wins for that part.
         console_url: Base URL of the platform service's console
             (``MLOPS_CONSOLE_URL``, e.g. ``https://mlops.example.com``); when
             set, the Markdown artifacts flows publish link to the matching
@@ -58,6 +65,8 @@ class MlopsSettings(BaseSettings):
     online_store_url: str | None = None
     prediction_log_root: str | None = None
     console_url: str | None = None
+    storage_url: str | None = None
+    ground_truth_root: str | None = None
 
     def resolved_home(self) -> Path:
         """The home folder as an absolute path (not created)."""
@@ -69,17 +78,26 @@ class MlopsSettings(BaseSettings):
             return self.database_url
         return f"sqlite:///{self.resolved_home() / 'mlops.db'}"
 
+    def shared_path(self, part: str) -> str:
+        """Where ``part`` (``artifacts``, ``reports``, ...) lives: under ``storage_url``, else ``home``.
+
+        Example:
+            >>> MlopsSettings(home="/h", storage_url="s3://b/p/").shared_path("reports")
+            's3://b/p/reports'
+            >>> MlopsSettings(home="/h").shared_path("reports")
+            '/h/reports'
+        """
+        if self.storage_url:
+            return f"{self.storage_url.rstrip('/')}/{part}"
+        return str(self.resolved_home() / part)
+
     def resolved_artifact_root(self) -> str:
-        """The artifact root, defaulting to ``home/artifacts``."""
-        if self.artifact_root:
-            return self.artifact_root
-        return str(self.resolved_home() / "artifacts")
+        """The artifact root, defaulting to ``artifacts`` under the storage URL or home."""
+        return self.artifact_root or self.shared_path("artifacts")
 
     def resolved_feature_root(self) -> str:
-        """The offline feature store folder, defaulting to ``home/features``."""
-        if self.feature_root:
-            return self.feature_root
-        return str(self.resolved_home() / "features")
+        """The offline feature store, defaulting to ``features`` under the storage URL or home."""
+        return self.feature_root or self.shared_path("features")
 
     def resolved_online_store_url(self) -> str:
         """The online feature store URL, defaulting to SQLite at ``home/online.db``."""
@@ -88,10 +106,24 @@ class MlopsSettings(BaseSettings):
         return f"sqlite:///{self.resolved_home() / 'online.db'}"
 
     def resolved_prediction_log_root(self) -> str:
-        """The prediction log folder, defaulting to ``home/predictions``."""
-        if self.prediction_log_root:
-            return self.prediction_log_root
-        return str(self.resolved_home() / "predictions")
+        """The prediction log, defaulting to ``predictions`` under the storage URL or home."""
+        return self.prediction_log_root or self.shared_path("predictions")
+
+    def resolved_ground_truth_root(self) -> str:
+        """The ground-truth log (``MLOPS_GROUND_TRUTH_ROOT``), else ``ground_truth`` under storage or home."""
+        return self.ground_truth_root or self.shared_path("ground_truth")
+
+    def resolved_report_root(self) -> str:
+        """Where reports are written: ``reports`` under the storage URL or home."""
+        return self.shared_path("reports")
+
+    def is_shared(self) -> bool:
+        """Whether files go to an object store, not to a folder of this machine."""
+        return (
+            bool(self.storage_url)
+            and "://" in str(self.storage_url)
+            and not str(self.storage_url).startswith("file://")
+        )
 
     def resolved_user(self) -> str:
         """The actor name recorded in the audit log."""

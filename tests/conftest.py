@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from storage.artifacts import ArtifactStore
 from storage.db import Database
 from storage.registry.core import Registry
+from tests.s3_server import MotoS3, aws_environment
 
 POSTGRES_URL = os.environ.get("MLOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -76,9 +77,26 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "mlops-home"
     monkeypatch.setenv("MLOPS_HOME", str(home))
     monkeypatch.delenv("MLOPS_DATABASE_URL", raising=False)
-    monkeypatch.delenv("MLOPS_ARTIFACT_ROOT", raising=False)
+    for part in ("ARTIFACT_ROOT", "STORAGE_URL", "FEATURE_ROOT", "PREDICTION_LOG_ROOT", "GROUND_TRUTH_ROOT"):
+        monkeypatch.delenv(f"MLOPS_{part}", raising=False)
     monkeypatch.setenv("MLOPS_USER", "tester")
     return home
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[MotoS3]:
+    """One S3 API (moto's server) on 127.0.0.1 for the whole session."""
+    server = MotoS3().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_url(s3_server: MotoS3, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``s3://<fresh bucket>/mlops``, with the AWS variables pointing at the test's S3 server."""
+    for key, value in aws_environment(s3_server.endpoint).items():
+        monkeypatch.setenv(key, value)
+    return f"s3://{s3_server.new_bucket()}/mlops"
 
 
 @pytest.fixture
