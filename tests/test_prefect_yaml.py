@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import itertools
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,23 @@ LIFECYCLE = {
     "bias-check": "flows/governance.py:bias_check",
     "compliance-audit": "flows/governance.py:compliance_audit",
     "erase-entity": "flows/erasure.py:erase_entity_flow",
+    "ingest-features": "flows/features.py:ingest_features",
+    "blue-green-switch": "flows/rollout.py:blue_green_switch",
+    "check-operations": "flows/monitoring.py:check_operations",
+    "monitoring-report": "flows/monitoring.py:monitoring_report_flow",
+    "build-reference-profile": "flows/monitoring.py:build_reference_profile",
+    "governance-report": "flows/governance.py:governance_report_flow",
+    "batch-predict": "flows/batch.py:batch_predict",
+    "cluster-check": "flows/ops.py:cluster_check",
 }
+#: Flows of flows/ without a deployment of their own, and why.
+NOT_DEPLOYED = {
+    "training-pipeline": "subflow of train-model, that picks its task runner from the config",
+    "batch-predict-chunks": "subflow of batch-predict, run on the task runner batch-predict sets up",
+    "cluster-probe": "subflow of cluster-check, run on the cluster cluster-check connects to",
+}
+#: The guides that name flows: every flow named there can be started from a deployment.
+GUIDES = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 HOUR, DAY = dt.timedelta(hours=1), dt.timedelta(days=1)
 #: The promised cadence: (shortest, longest) gap between two runs.
 CADENCE = {
@@ -170,6 +187,43 @@ def test_every_lifecycle_flow_has_a_deployment() -> None:
     deployed = {name: d["entrypoint"] for name, d in _by_name().items()}
     for name, entrypoint in LIFECYCLE.items():
         assert deployed.get(name) == entrypoint, f"no deployment {name!r} of {entrypoint}"
+
+
+def flows_in_tree() -> dict[str, str]:
+    """Every flow defined in flows/, by flow name, as ``path:function``."""
+    found = {}
+    for path in sorted((ROOT / "flows").glob("*.py")):
+        module_name = f"flows.{path.stem}"
+        module = importlib.import_module(module_name)
+        for attr, value in vars(module).items():
+            if isinstance(value, Flow) and value.fn.__module__ == module_name:
+                found[value.name] = f"flows/{path.name}:{attr}"
+    return found
+
+
+def _deployed_flow_names() -> set[str]:
+    return {load_flow(d["entrypoint"]).name for d in _deployments()}
+
+
+def test_every_flow_has_a_deployment_or_a_reason() -> None:
+    flows = flows_in_tree()
+    assert "train-model" in flows and "training-pipeline" in flows  # the scan sees flows and subflows
+    deployed = _deployed_flow_names()
+    undeployed = sorted(set(flows) - deployed - set(NOT_DEPLOYED))
+    assert not undeployed, (
+        f"flows without a deployment in prefect.yaml (or a reason in NOT_DEPLOYED): {undeployed}"
+    )
+    stale = sorted(name for name in NOT_DEPLOYED if name not in flows or name in deployed)
+    assert not stale, f"NOT_DEPLOYED names flows that are gone or deployed: {stale}"
+
+
+def test_every_flow_the_guides_name_has_a_deployment() -> None:
+    flows = flows_in_tree()
+    deployed = _deployed_flow_names()
+    for guide in GUIDES:
+        named = set(re.findall(r"`([a-z][a-z0-9-]*)`", guide.read_text())) & set(flows)
+        missing = sorted(named - deployed)
+        assert not missing, f"{guide.relative_to(ROOT)} names flows without a deployment: {missing}"
 
 
 @pytest.mark.parametrize("name", sorted(CADENCE))
