@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import uuid
 from collections.abc import Callable, Iterable
@@ -41,13 +42,14 @@ from typing import BinaryIO
 
 import duckdb
 import fsspec
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from storage.errors import StorageFullError
+from storage.errors import StorageFullError, ValidationError
 
-__all__ = ["Place", "duckdb_connection", "is_remote"]
+__all__ = ["Place", "duckdb_connection", "is_remote", "read_frame"]
 
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
@@ -184,6 +186,42 @@ class Place:
         for path in paths:
             with contextlib.suppress(FileNotFoundError):
                 self.fs.rm_file(path)
+
+
+def read_frame(url: str | os.PathLike[str]) -> pd.DataFrame:
+    """A CSV, Parquet, JSON or JSON-lines file as a frame, from a folder or an object store.
+
+    The kind comes from the extension; ``~`` and environment variables are
+    expanded in local paths. Errors name the file.
+
+    Example:
+        >>> import tempfile, pandas as pd
+        >>> path = f"{tempfile.mkdtemp()}/e.csv"
+        >>> pd.DataFrame({"id": [1, 2]}).to_csv(path, index=False)
+        >>> read_frame(path)["id"].tolist()
+        [1, 2]
+    """
+    text = str(url) if is_remote(url) else os.path.expandvars(os.path.expanduser(str(url)))
+    suffix = Path(text.split("?", 1)[0]).suffix.lower()
+    if suffix not in (".csv", ".parquet", ".json", ".jsonl"):
+        raise ValidationError(f"file {text!r}: expected .csv, .parquet, .json or .jsonl, not {suffix!r}")
+    fs, path = fsspec.core.url_to_fs(text)
+    fs.invalidate_cache()
+    if not fs.isfile(path):
+        raise ValidationError(f"file {text!r} does not exist")
+    try:
+        with fs.open(path, "rb") as handle:
+            if suffix == ".csv":
+                frame = pd.read_csv(handle)
+            elif suffix == ".parquet":
+                frame = pd.read_parquet(handle)
+            else:
+                body = handle.read()
+                lines = suffix == ".jsonl" or body.lstrip()[:1] == b"{"
+                frame = pd.read_json(io.BytesIO(body), lines=lines)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise ValidationError(f"file {text!r} cannot be read as {suffix[1:]}: {exc}") from exc
+    return frame
 
 
 def duckdb_connection(place: Place | None = None) -> duckdb.DuckDBPyConnection:

@@ -87,3 +87,33 @@ def test_the_artifact_store_and_a_registry_work_on_s3(s3_url: str, tmp_path: Pat
     report = registry.verify_version("m", version.number)
     assert report.ok and len(report.artifacts) == 1, report
     assert Place(f"{s3_url}/artifacts").glob("sha256", "*", "*") != []
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+def test_read_frame_reads_each_kind_from_a_folder_and_from_s3(place: Place, suffix: str) -> None:
+    import pandas as pd
+
+    from storage.objectstore import read_frame
+
+    frame = pd.DataFrame({"id": [3, 1, 2], "v": [0.5, 1.5, 2.5]})
+    path = place.path(f"data{suffix}")
+    if suffix == ".csv":
+        place.write_bytes(path, frame.to_csv(index=False).encode())
+    elif suffix == ".parquet":
+        place.write_table(path, pa.Table.from_pandas(frame, preserve_index=False))
+    else:
+        place.write_bytes(path, frame.to_json(orient="records", lines=True).encode())
+    pd.testing.assert_frame_equal(read_frame(place.uri(path)), frame)
+
+
+def test_read_frame_names_the_missing_or_unknown_file(place: Place) -> None:
+    from storage.errors import ValidationError
+    from storage.objectstore import read_frame
+
+    with pytest.raises(ValidationError, match=r"missing\.csv' does not exist"):
+        read_frame(place.uri(place.path("missing.csv")))
+    with pytest.raises(ValidationError, match=r"expected \.csv, \.parquet"):
+        read_frame(place.uri(place.path("data.xlsx")))
+    place.write_bytes(place.path("bad.parquet"), b"not parquet")
+    with pytest.raises(ValidationError, match=r"bad\.parquet' cannot be read as parquet"):
+        read_frame(place.uri(place.path("bad.parquet")))
