@@ -113,16 +113,18 @@ def _sample_event(event: str, stage: str = "production") -> Any:
     """An event shaped as the platform emits it (resource id and labels of tasks/*)."""
     from prefect.server.events.schemas.events import ReceivedEvent
 
-    return ReceivedEvent(
-        id=uuid.uuid4(),
-        event=event,
-        occurred=dt.datetime.now(dt.UTC),
-        resource={
-            "prefect.resource.id": "mlops.model-version.fraud.7",
-            "mlops.model": "fraud",
-            "mlops.version": "7",
-            "mlops.stage": stage,
-        },
+    return ReceivedEvent.model_validate(
+        {
+            "id": uuid.uuid4(),
+            "event": event,
+            "occurred": dt.datetime.now(dt.UTC),
+            "resource": {
+                "prefect.resource.id": "mlops.model-version.fraud.7",
+                "mlops.model": "fraud",
+                "mlops.version": "7",
+                "mlops.stage": stage,
+            },
+        }
     )
 
 
@@ -334,7 +336,11 @@ def deployed_prefect_server(request: pytest.FixtureRequest) -> DeployedServer:
         home = factory.mktemp("prefect-server-home")
         try:
             record, api_url = start_prefect_server(home=home, port=free_port(), timeout=150)
-            request.config.add_cleanup(lambda: stop_service(record))
+
+            def stop() -> None:
+                stop_service(record)
+
+            request.config.add_cleanup(stop)
             names = deployable()
             selection = None if len(names) == len(_deployments()) else names
             deploy_prefect_yaml(api_url, selection, project_dir=ROOT, home=home)
