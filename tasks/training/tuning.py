@@ -1,7 +1,8 @@
 """Stage 5 of training: an Optuna study whose trials run as Prefect tasks on the Dask workers.
 
-The study lives in an RDB storage (SQLite under ``MLOPS_HOME`` by default,
-PostgreSQL by URL), so every worker adds trials to the same study. The flow
+The study lives in an RDB storage (by default the metadata database's
+PostgreSQL, else SQLite under ``MLOPS_HOME``), so every worker adds trials to
+the same study. The flow
 submits :func:`run_trial_chunk` tasks, each running some trials with its own
 sampler seed; every trial records the Dask worker that ran it as the user
 attribute ``worker``. Each trial cross-validates and reports the running mean
@@ -40,7 +41,6 @@ import pandas as pd
 from prefect import task
 
 from blocks.pipeline import ParamSpec
-from blocks.settings import get_settings
 from tasks.retry import maybe_fail
 from tasks.training.fit import TrainingSpec, cv_splitter, evaluate, fit_pipeline, is_minimized
 from tasks.training.multi_objective import (
@@ -50,6 +50,7 @@ from tasks.training.multi_objective import (
     pareto_rows,
     selection_rule,
 )
+from tasks.training.study_storage import default_study_storage
 
 WORKER_ATTR = "worker"
 CHUNK_ATTR = "chunk"
@@ -57,12 +58,12 @@ ABANDONED_ATTR = "abandoned"
 
 
 def storage_url(url: str | None = None) -> str:
-    """The study storage: ``url``, else SQLite at ``MLOPS_HOME/optuna.db``."""
-    if url:
-        return url
-    home = get_settings().resolved_home()
-    home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home / 'optuna.db'}"
+    """The study storage: ``url``, else the installation's default (``tasks.training.study_storage``).
+
+    The default is the metadata database's ``optuna`` schema on PostgreSQL, or
+    SQLite at ``MLOPS_HOME/optuna.db`` when the metadata database is SQLite.
+    """
+    return url or default_study_storage()
 
 
 def open_storage(url: str | None = None) -> optuna.storages.RDBStorage:
