@@ -148,9 +148,16 @@ def is_alive(record: ServiceRecord) -> bool:
 
 
 def spawn_service(
-    name: str, command: list[str], env: dict[str, str], run: Path, address: str | None = None
+    name: str,
+    command: list[str],
+    env: dict[str, str],
+    run: Path,
+    address: str | None = None,
+    cwd: Path | None = None,
 ) -> ServiceRecord:
     """Start ``command`` in its own session and process group; log ``run/NAME.log``, PID ``run/NAME.pid``.
+
+    ``cwd`` is the process's working directory (default: this one's).
 
     Example:
         >>> import sys, tempfile, pathlib
@@ -169,6 +176,7 @@ def spawn_service(
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=cwd,
             start_new_session=True,
         )
     (run / f"{name}.pid").write_text(f"{proc.pid}\n")
