@@ -4,15 +4,46 @@ Options override the ``MLOPS_SERVE_*`` environment; keys given on the command
 line are visible in the process list, so prefer ``MLOPS_SERVE_API_KEYS`` and
 ``MLOPS_SERVE_ADMIN_KEY`` outside a laptop. ``--tls-cert``/``--tls-key``
 (``MLOPS_SERVE_TLS_CERT``/``_KEY``) serve HTTPS from one process; with
-replicas, terminate TLS in front of them.
+replicas, terminate TLS in front of them. ``--max-model-memory``
+(``MLOPS_SERVE_MAX_MODEL_MEMORY``, e.g. ``4GiB``) bounds the estimated memory of
+loaded model versions; the least recently used are dropped beyond it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from serving.config import ServeSettings
+
+
+def _size_option(value: str | None) -> int | None:
+    from serving.config import parse_size
+    from storage.errors import ValidationError
+
+    try:
+        return None if value is None else parse_size(value, "--max-model-memory")
+    except ValidationError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _settings(values: dict[str, Any]) -> ServeSettings:
+    """The settings from the environment and ``values``; a bad one is an error naming it, not a traceback."""
+    import pydantic
+
+    from serving.config import ServeSettings
+    from storage.errors import ValidationError
+
+    try:
+        return ServeSettings(**values)
+    except pydantic.ValidationError as exc:
+        problems = [
+            f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+        ]
+        raise ValidationError("; ".join(problems)) from None
 
 
 def serve(
@@ -45,6 +76,15 @@ def serve(
     max_batch_rows: Annotated[
         int | None, typer.Option("--max-batch-rows", help="Most rows per request.")
     ] = None,
+    max_model_memory: Annotated[
+        int | None,
+        typer.Option(
+            "--max-model-memory",
+            parser=_size_option,
+            metavar="SIZE",
+            help="Bound on loaded models' estimated memory, e.g. 4GiB or 512MB (default 2GiB).",
+        ),
+    ] = None,
     refresh: Annotated[
         float | None, typer.Option("--refresh", help="Seconds between re-resolving aliases and stages.")
     ] = None,
@@ -61,7 +101,6 @@ def serve(
     ] = 50,
 ) -> None:
     """Serve registered models over HTTP until interrupted."""
-    from serving.config import ServeSettings
     from serving.server import serve as run
 
     overrides: dict[str, Any] = {
@@ -76,6 +115,7 @@ def serve(
         "trusted_types": trusted_type or None,
         "max_body_bytes": max_body_bytes,
         "max_batch_rows": max_batch_rows,
+        "max_model_memory": max_model_memory,
         "refresh_s": refresh,
         "log_level": log_level,
     }
@@ -84,7 +124,7 @@ def serve(
         values["trust_pickle"] = True
     if no_log:
         values["log_predictions"] = False
-    settings = ServeSettings(**values)
+    settings = _settings(values)
     if settings.tls_cert or settings.tls_key:
         from serving.server import check_tls
         from storage.errors import ValidationError

@@ -148,7 +148,9 @@ def create_app(settings: ServeSettings | None = None, *, registry: Registry | No
         on_load=state.record_serving_config,
         max_string_bytes=settings.max_string_bytes,
         max_tensor_elements=settings.max_tensor_elements,
+        max_memory_bytes=settings.max_model_memory,
     )
+    metrics.watch_models(lambda: state.cache.stats())
     if TrafficRouter is not None:
         state.router = TrafficRouter(registry.db, refresh_s=settings.refresh_s)
     state.features = FeatureFiller(registry, FeatureStore.from_settings, refresh_s=settings.refresh_s)

@@ -1,4 +1,4 @@
-"""Prometheus metrics of one server: requests, latency, errors, rows, in-flight, replicas.
+"""Prometheus metrics of one server: requests, latency, errors, rows, in-flight, replicas, models.
 
 Every app has its own :class:`prometheus_client.CollectorRegistry`, so several
 apps in one process (tests, replicas) never share counters. Labels:
@@ -13,6 +13,11 @@ never answered a request are labelled with their name for the first
 :data:`MAX_ERROR_NAMES` such names, then as ``(other)``; a label value is
 cut to :data:`MAX_LABEL_CHARS` characters.
 
+The model cache is read at each scrape (:meth:`ServingMetrics.watch_models`):
+``mlops_loaded_versions``, ``mlops_loaded_model_bytes`` (estimated, see
+:mod:`serving.models`), ``mlops_model_memory_limit_bytes`` and the counters
+``mlops_model_loads_total`` and ``mlops_model_evictions_total``.
+
 Example:
     >>> m = ServingMetrics()
     >>> m.observe("fraud", "", "fraud", "3", 0.004, rows=1)
@@ -26,10 +31,15 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from serving.models import CacheStats
 
 #: Names that never answered a request get their own error labels up to this many, then ``(other)``.
 MAX_ERROR_NAMES = 100
@@ -44,6 +54,28 @@ __all__ = ["BUCKETS", "CONTENT_TYPE_LATEST", "ServingMetrics"]
 
 def _cut(value: str) -> str:
     return value if len(value) <= MAX_LABEL_CHARS else value[: MAX_LABEL_CHARS - 3] + "..."
+
+
+class ModelCacheCollector(Collector):
+    """The model cache's figures, read when scraped."""
+
+    def __init__(self, stats: Callable[[], CacheStats]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.stats()
+        yield GaugeMetricFamily("mlops_loaded_versions", "Model versions loaded now.", value=s.versions)
+        yield GaugeMetricFamily(
+            "mlops_loaded_model_bytes", "Estimated resident bytes of the loaded versions.", value=s.bytes
+        )
+        limit = float("inf") if s.max_bytes is None else s.max_bytes
+        yield GaugeMetricFamily(
+            "mlops_model_memory_limit_bytes", "Bound on the loaded versions' estimated bytes.", value=limit
+        )
+        yield CounterMetricFamily("mlops_model_loads", "Model versions loaded.", value=s.loads)
+        yield CounterMetricFamily(
+            "mlops_model_evictions", "Loaded versions dropped to stay within the bound.", value=s.evictions
+        )
 
 
 class ServingMetrics:
@@ -119,6 +151,10 @@ class ServingMetrics:
             return OTHER
         self._error_names.add(name)
         return _cut(name)
+
+    def watch_models(self, stats: Callable[[], CacheStats]) -> None:
+        """Report the model cache's ``stats()`` at every scrape (see the module docs)."""
+        self.registry.register(ModelCacheCollector(stats))
 
     def set_replicas(self, endpoint: str, count: int) -> None:
         """Report how many replicas serve ``endpoint``."""
