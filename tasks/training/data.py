@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -31,6 +32,7 @@ from prefect.context import TaskRunContext
 from blocks.pipeline import PipelineConfig
 from blocks.settings import get_settings
 from storage.errors import ValidationError
+from storage.objectstore import is_remote
 from tasks.retry import maybe_fail, retry_unless_bad_input
 
 READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json", ".jsonl": "json"}
@@ -160,9 +162,9 @@ def config_token(config: PipelineConfig, fingerprint: str) -> str:
     return hashlib.sha256(f"{json.dumps(data, sort_keys=True)}|{fingerprint}".encode()).hexdigest()
 
 
-def cache_dir() -> Path:
-    """Where stage results are cached: ``MLOPS_HOME/cache``."""
-    return get_settings().resolved_home() / "cache"
+def cache_location() -> str:
+    """Where stage results are cached: ``cache`` under ``MLOPS_STORAGE_URL``, else ``MLOPS_HOME/cache``."""
+    return get_settings().shared_path("cache")
 
 
 def _token_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
@@ -178,31 +180,79 @@ CACHE_EXPIRATION = timedelta(days=7)
 
 
 def stage_cache_options(enabled: bool = True) -> dict[str, Any]:
-    """``Task.with_options`` keyword arguments that cache a stage under ``MLOPS_HOME/cache``.
+    """``Task.with_options`` keyword arguments that cache a stage at :func:`cache_location`.
 
-    Prefect needs result storage saved server-side, so a ``LocalFileSystem``
-    block named after the folder (``mlops-cache-<hash>``) is saved on first use;
-    call this inside a flow run (or with a Prefect API).
+    Prefect needs result storage saved server-side, so a block named after the
+    location (``mlops-cache-<hash>``) is saved on first use: a
+    ``RemoteFileSystem`` on an object store, so a stage computed on one worker
+    is reused on another, else a ``LocalFileSystem``. The remote block stores
+    no credentials: each process's fsspec reads them (and ``AWS_ENDPOINT_URL``)
+    from its own environment. When the store's fsspec implementation is not
+    installed, caching is off for the run and a warning says why. Call this
+    inside a flow run (or with a Prefect API).
 
     Example:
         >>> sorted(stage_cache_options(enabled=False))
         ['cache_policy', 'persist_result']
     """
     from prefect.cache_policies import NO_CACHE
-    from prefect.filesystems import LocalFileSystem
 
+    off = {"cache_policy": NO_CACHE, "persist_result": False}
     if not enabled:
-        return {"cache_policy": NO_CACHE, "persist_result": False}
-    folder = cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    block = f"mlops-cache-{hashlib.sha256(str(folder).encode()).hexdigest()[:12]}"
-    LocalFileSystem(basepath=str(folder)).save(block, overwrite=True)
+        return off
+    location = cache_location()
+    storage = _remote_storage(location) if is_remote(location) else _local_storage(location)
+    if storage is None:
+        return off
     return {
         "cache_policy": TOKEN_CACHE,
-        "result_storage": f"local-file-system/{block}",
+        "result_storage": storage,
         "persist_result": True,
         "cache_expiration": CACHE_EXPIRATION,
     }
+
+
+def _block_name(location: str) -> str:
+    return f"mlops-cache-{hashlib.sha256(location.encode()).hexdigest()[:12]}"
+
+
+def _local_storage(folder: str) -> str:
+    from prefect.filesystems import LocalFileSystem
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    name = _block_name(folder)
+    LocalFileSystem(basepath=folder).save(name, overwrite=True)
+    return f"local-file-system/{name}"
+
+
+def _remote_storage(url: str) -> str | None:
+    """The saved ``RemoteFileSystem`` block's slug, or None (logged) when the store cannot be used."""
+    import fsspec
+    from prefect.filesystems import RemoteFileSystem
+
+    protocol = url.split("://", 1)[0]
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except (ImportError, ValueError) as exc:
+        _log_warning(
+            f"stage cache off for this run: the stage cache at {url} (MLOPS_STORAGE_URL) needs fsspec's "
+            f"{protocol!r} filesystem, which cannot be loaded here: {exc}"
+        )
+        return None
+    name = _block_name(url)
+    RemoteFileSystem(basepath=url).save(name, overwrite=True)
+    return f"remote-file-system/{name}"
+
+
+def _log_warning(message: str) -> None:
+    """To the run's log inside a flow or task run, else to this module's logger."""
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+
+    try:
+        get_run_logger().warning(message)
+    except MissingContextError:
+        logging.getLogger(__name__).warning(message)
 
 
 @task(name="load-data", retries=2, retry_delay_seconds=1, retry_condition_fn=retry_unless_bad_input)
