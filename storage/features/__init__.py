@@ -20,6 +20,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from storage.features.compaction import CompactionResult, compact
     from storage.features.offline import OfflineStore
     from storage.features.online import OnlineStore, RedisOnlineStore, SQLiteOnlineStore, open_online_store
     from storage.features.records import Entity, Feature, FeatureGroup
@@ -43,6 +44,8 @@ _EXPORTS = {
     "FeatureGroup": "storage.features.records",
     "Feature": "storage.features.records",
     "OfflineStore": "storage.features.offline",
+    "CompactionResult": "storage.features.compaction",
+    "compact": "storage.features.compaction",
     "OnlineStore": "storage.features.online",
     "SQLiteOnlineStore": "storage.features.online",
     "RedisOnlineStore": "storage.features.online",

@@ -1,10 +1,16 @@
 """The offline feature store: Parquet files per group, read by an in-memory DuckDB.
 
 Values live under ``root/<group>/date=YYYY-MM-DD/part-<hash>.parquet``
-(hive-partitioned by the event date). A batch is validated whole against the
-group's definitions before anything is written; its files are written under
-temporary names and renamed, and named by the batch's content hash, so a
-retried ingestion rewrites the same files instead of adding duplicates.
+(hive-partitioned by the event date), where ``root`` is a folder or an object
+store URL (``s3://bucket/prefix/features``): every read, write and listing goes
+through a :class:`~storage.objectstore.Place`, and DuckDB reads remote files
+through the place's registered fsspec filesystem. A batch is validated whole
+against the group's definitions before anything is written; its files (one per
+event date) are written atomically and named by the batch's content hash, so a
+retried ingestion rewrites the same files instead of adding duplicates, and a
+commit marker written last makes them visible together.
+:meth:`OfflineStore.compact` merges a partition's many small files into one
+(:mod:`storage.features.compaction`).
 
 Point-in-time retrieval joins each entity row to the newest value that existed
 *and was available* at the row's timestamp, within the group's TTL. With an
@@ -40,14 +46,11 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import glob
 import hashlib
 import logging
 import os
+import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,100 +60,131 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from storage.errors import StorageFullError
-from storage.features import pit
+from storage.features import compaction, pit
+from storage.features.compaction import COMMITS, CompactionResult
 from storage.features.pit import GroupSpec, decode
 from storage.features.records import Feature, FeatureGroup, check_identifier, quote
 from storage.features.validation import DUCK_TYPES, ROW, SEQ, IngestResult, validate_batch
-from storage.parquet_files import CorruptFile, unreadable_files, verify_parquet
+from storage.objectstore import Place, duckdb_connection
+from storage.parquet_files import CorruptFile, named_in
 
-__all__ = ["GroupSpec", "IngestResult", "OfflineStore", "connect", "validate_batch"]
+__all__ = ["CompactionResult", "GroupSpec", "IngestResult", "OfflineStore", "validate_batch"]
 
 log = logging.getLogger(__name__)
 
-
-COMMITS = "_committed"
 T = TypeVar("T")
-
-
-def connect() -> duckdb.DuckDBPyConnection:
-    """A fresh in-memory DuckDB connection in UTC."""
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    return con
+RETRIES = 20
 
 
 class OfflineStore:
-    """Parquet files per feature group under ``root``, queried by DuckDB.
+    """Parquet files per feature group under ``root`` (a folder or an ``s3://`` URL), queried by DuckDB.
 
     Args:
-        root: Folder that holds one sub-folder per group.
+        root: Folder, or fsspec URL, that holds one sub-folder per group.
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
-        #: Files DuckDB could not read, with their (size, mtime) then: left out until they change.
-        self.unreadable: dict[str, tuple[int, float]] = {}
+        self.place = Place(root)
+        #: The root as people name it: an absolute folder, or the URL.
+        self.root = self.place.uri(self.place.root)
+        #: Files DuckDB could not read, with their ``place.stamp`` then: left out until they change.
+        self.unreadable: dict[str, tuple[int, str]] = {}
+        self._retire_lists: dict[tuple[str, str], frozenset[str]] = {}
+        self._reads = threading.local()
 
     def group_dir(self, group: str) -> Path:
-        """The folder of one group's files."""
-        return self.root / check_identifier(group, "group name")
+        """The local folder of one group's files (a local store only: see :meth:`group_path`)."""
+        if not self.place.is_local:
+            raise ValueError(f"offline store {self.root} is not a local folder: use group_path")
+        return Path(self.group_path(group))
+
+    def group_path(self, group: str) -> str:
+        """The path of one group's files in the store's filesystem."""
+        return self.place.path(check_identifier(group, "group name"))
 
     def files(self, group: str) -> list[str]:
-        """The group's committed Parquet files.
+        """The group's committed Parquet files, as DuckDB and people name them.
 
         A batch becomes visible all at once: its files (one per date) are
-        renamed into place first, then one commit marker is written, and only
-        files of batches with a marker are read. A crash in between leaves
-        files that no reader sees; retrying the batch commits them.
+        written first, then one commit marker, and only files of batches with
+        a marker are read (and none a compaction retired: see
+        :mod:`storage.features.compaction`). A crash in between leaves files
+        that no reader sees; retrying the batch commits them.
         """
-        return [f for f in self._committed(group) if not self._known_unreadable(f)]
+        found = [f for f in self._committed(group) if not self._known_unreadable(f)]
+        seen = getattr(self._reads, "seen", None)
+        if seen is not None:
+            seen[group] = found
+        return found
 
     def _committed(self, group: str) -> list[str]:
-        root = self.group_dir(group)
-        committed = {p.name for p in (root / COMMITS).glob("*")} if (root / COMMITS).is_dir() else set()
-        return sorted(
-            f
-            for f in glob.glob(str(root / "date=*" / "part-*.parquet"))
-            if Path(f).stem.removeprefix("part-") in committed
-        )
+        name = check_identifier(group, "group name")
+        listing = compaction.list_committed(self.place, name, self._retire_lists)
+        return [self.place.uri(p) for p in listing.files]
 
     def _known_unreadable(self, path: str) -> bool:
         seen = self.unreadable.get(path)
         if seen is None:
             return False
         try:
-            st = os.stat(path)
+            return self.place.stamp(path) == seen
         except OSError:
             return True
-        return (st.st_size, st.st_mtime) == seen
 
     def _skipping_unreadable(self, call: Callable[[], T]) -> T:
-        """``call()``; when DuckDB fails naming some of the store's files, leave them out and call again."""
-        while True:
+        """``call()``; again when its files changed under it, or without the files DuckDB cannot read."""
+        for _ in range(RETRIES):
+            seen: dict[str, list[str]] = {}
+            self._reads.seen = seen
             try:
                 return call()
             except duckdb.Error as exc:
-                every = glob.glob(str(self.root / "*" / "date=*" / "part-*.parquet"))
-                readable = [f for f in every if not self._known_unreadable(f)]
-                bad = unreadable_files(exc, readable)
+                self._reads.seen = None
+                if any(self.files(g) != listed for g, listed in seen.items()):
+                    continue  # a compaction or a batch changed the files under the read: read again
+                readable = [f for listed in seen.values() for f in listed]
+                bad = self._unreadable_files(exc, readable)
                 if not bad:
                     raise
                 for found in bad:
-                    with contextlib.suppress(OSError):
-                        st = os.stat(found.path)
-                        self.unreadable[found.path] = (st.st_size, st.st_mtime)
+                    try:
+                        self.unreadable[found.path] = self.place.stamp(found.path)
+                    except OSError:
+                        continue
                     log.warning(
                         "offline store: left out the unreadable Parquet file %s (%s)",
                         found.path,
                         found.reason,
                     )
+            finally:
+                self._reads.seen = None
+        raise RuntimeError(f"offline store {self.root}: the files kept changing during {RETRIES} reads")
+
+    def _unreadable_files(self, error: duckdb.Error, files: Sequence[str]) -> list[CorruptFile]:
+        """The files a DuckDB error is about: those it names, else (a read error) those that do not read."""
+        reason = f"{type(error).__name__}: {error}"
+        named = named_in(error, files)
+        if named:
+            return [CorruptFile(path, reason) for path in named]
+        reading = (duckdb.IOException, duckdb.InvalidInputException, duckdb.InternalException)
+        if isinstance(error, reading) or type(error) is duckdb.Error:
+            return self._verify(files)
+        return []  # a binder, parser or conversion error: not a damaged file
+
+    def _verify(self, files: Sequence[str]) -> list[CorruptFile]:
+        corrupt = []
+        for path in files:
+            try:
+                self.place.read_table(path)
+            except Exception as exc:  # any failure to read back is what this check reports
+                corrupt.append(CorruptFile(path, f"{type(exc).__name__}: {exc}"))
+        return corrupt
 
     def verify(self, group: str) -> list[CorruptFile]:
         """Every committed file of ``group`` that does not read back whole, with the reason."""
-        return verify_parquet(self._committed(group))
+        return self._verify(self._committed(group))
 
     # ------------------------------------------------------------ writing
     def ingest(self, group: FeatureGroup, feats: Sequence[Feature], df: pd.DataFrame) -> IngestResult:
@@ -163,40 +197,46 @@ class OfflineStore:
         table = table.append_column(SEQ, pa.array(np.full(len(table), time.time_ns(), dtype=np.int64)))
         table = table.append_column(ROW, pa.array(np.arange(len(table), dtype=np.int64)))
         dates = pd.Series(table[group.event_time_column].to_numpy()).dt.strftime("%Y-%m-%d").to_numpy()
-        staged: list[tuple[Path, Path]] = []
+        root = self.group_path(group.name)
+        marker = f"{root}/{COMMITS}/{batch_id}"
+        again = self.place.exists(marker)  # a retried batch: its files are committed already
+        written: list[str] = []
         try:
-            for day in sorted(set(dates.tolist())):
-                part = table.filter(pa.array(dates == day))
-                final = self.group_dir(group.name) / f"date={day}" / f"part-{batch_id}.parquet"
-                final.parent.mkdir(parents=True, exist_ok=True)
-                tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
-                staged.append((tmp, final))
-                pq.write_table(part, tmp, compression="zstd")
+            for day in sorted(set(dates.tolist())):  # one file per partition per batch
+                path = f"{root}/date={day}/part-{batch_id}.parquet"
+                self.place.write_table(path, table.filter(pa.array(dates == day)))
+                written.append(path)
         except BaseException as exc:
-            for tmp, _ in staged:
-                tmp.unlink(missing_ok=True)
-            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            if not again:
+                self.place.remove(written)
+            if isinstance(exc, StorageFullError):
                 raise StorageFullError(
                     exc.errno,
                     f"the offline store {self.root} is full ({exc.strerror}): no file of the {group.name!r} "
                     f"batch of {len(table)} rows is visible",
                 ) from exc
             raise
-        for tmp, final in staged:
-            os.replace(tmp, final)
-        self._commit_batch(group.name, batch_id)
-        return IngestResult(group.name, len(table), tuple(str(f) for _, f in staged), batch_id)
+        self.place.write_bytes(marker, str(time.time_ns()).encode())
+        return IngestResult(group.name, len(table), tuple(self.place.uri(p) for p in written), batch_id)
 
-    def _commit_batch(self, group: str, batch_id: str) -> None:
-        """Write the batch's commit marker (temporary name, then rename)."""
-        marker = self.group_dir(group) / COMMITS / batch_id
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        tmp = marker.with_name(f".{batch_id}.{uuid.uuid4().hex}.tmp")
-        try:
-            tmp.write_text(str(time.time_ns()))
-            os.replace(tmp, marker)
-        finally:
-            tmp.unlink(missing_ok=True)
+    def compact(self, group: str, *, min_files: int = 2) -> CompactionResult:
+        """Merge each partition's committed files into one (see :mod:`storage.features.compaction`).
+
+        Example:
+            >>> import tempfile, pandas as pd
+            >>> from storage.features.definitions import Feature, FeatureGroup
+            >>> group = FeatureGroup("trips", "driver", ("driver_id",), "ts")
+            >>> fare = Feature("trips", "fare", 1, "float", "active")
+            >>> store = OfflineStore(tempfile.mkdtemp())
+            >>> for v in (1.0, 2.0):
+            ...     _ = store.ingest(group, [fare], pd.DataFrame(
+            ...         {"driver_id": [1], "ts": [pd.Timestamp("2026-01-01")], "fare": [v]}))
+            >>> r = store.compact("trips")
+            >>> (r.files_before, r.files_after, r.rows), len(store.files("trips"))
+            ((2, 1, 2), 1)
+        """
+        name = check_identifier(group, "group name")
+        return compaction.compact(self.place, name, min_files=min_files, cache=self._retire_lists)
 
     # ------------------------------------------------------------ reading
     def source_sql(
@@ -257,7 +297,7 @@ class OfflineStore:
             timestamp_column: The entity rows' point in time (naive means UTC).
             full_names: Name columns ``group__feature`` instead of ``feature``.
         """
-        con = connect()
+        con = duckdb_connection(self.place)
         try:
             return pit.historical(
                 con, self, entity_df, specs, timestamp_column=timestamp_column, full_names=full_names
@@ -283,7 +323,7 @@ class OfflineStore:
         number of rows written.
         """
         check_identifier(timestamp_column, "timestamp column")
-        con = connect()
+        con = duckdb_connection(self.place)
         try:
             if memory_limit_mb is not None:
                 con.execute(f"SET memory_limit = '{int(memory_limit_mb)}MB'")  # an int: nothing to inject
@@ -309,7 +349,7 @@ class OfflineStore:
         latest: bool = False,
     ) -> pd.DataFrame:
         """Rows with event time in ``[start, end)``; with ``latest``, the newest row per entity."""
-        con = connect()
+        con = duckdb_connection(self.place)
         try:
             lo, hi = _bound(start), _bound(end)
             src = self.source_sql(
@@ -354,7 +394,7 @@ class OfflineStore:
         ``[start, end)`` are considered, so an incremental run also picks up
         late-arriving values.
         """
-        con = connect()
+        con = duckdb_connection(self.place)
         try:
             lo = _bound(start)
             min_date = lo.strftime("%Y-%m-%d") if lo is not None and not group.available_time_column else None

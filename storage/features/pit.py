@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
+import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -35,6 +36,7 @@ import pyarrow.parquet as pq
 from storage.errors import ValidationError
 from storage.features.records import Feature, FeatureGroup, quote
 from storage.features.validation import DUCK_TYPES, _reject, _rows, take_column, to_utc_naive
+from storage.objectstore import is_remote
 
 GroupSpec = tuple[FeatureGroup, Sequence[Feature]]
 
@@ -119,47 +121,81 @@ def historical_to_file(
 
     DuckDB reads the entity file, joins and sorts on ``con`` (the caller
     closes it), and the result streams to ``output_path`` in record batches
-    (written under a temporary name, then renamed). Returns the number of rows
-    written.
+    (:func:`write_batches`: atomic on a folder and on an object store). Either
+    path may be a local path or an fsspec URL (``s3://...``). Returns the
+    number of rows written.
     """
-    out = Path(output_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        cols = [
-            r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(entity_path)]).fetchall()
-        ]
-        if timestamp_column not in cols:
-            raise ValidationError(f"entity file is missing column {timestamp_column!r}")
-        for k in dict.fromkeys(k for g, _ in specs for k in g.join_keys):
-            if k not in cols:
-                raise ValidationError(f"entity file is missing column {k!r}")
-        names = output_names(specs, full_names, cols)
-        con.execute(
-            "CREATE TEMP TABLE entity_rows AS SELECT *, "
-            f"timezone('UTC', {quote(timestamp_column)}::TIMESTAMPTZ) AS __ts, "
-            "file_row_number AS __row FROM read_parquet(?, file_row_number = true)",
-            [str(entity_path)],
-        )
-        lo, hi = con.execute("SELECT min(__ts), max(__ts) FROM entity_rows").fetchone() or (None, None)
-        query = join_query(
-            con, source, specs, lo, hi, passthrough=[c for c in cols if c != "file_row_number"]
-        )
-        if query is None:
-            raise ValidationError("the entity file is empty or no group has data")
-        sql, params = query
-        renames = ", ".join(f'"__f{i}" AS {quote_any(n)}' for i, n in enumerate(names))
-        relation = con.sql(
-            f"SELECT * EXCLUDE ({', '.join(f'__f{i}' for i in range(len(names)))}, __row), {renames} "
-            f"FROM ({sql}) ORDER BY __row",
-            params=params,
-        )
-        reader: Any = relation.to_arrow_reader(100_000)
+    entity = str(entity_path)
+    if is_remote(entity):
+        fs = fsspec.core.url_to_fs(entity)[0]
+        protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+        if not set(protocols) & set(con.list_filesystems()):  # the store's own is registered already
+            con.register_filesystem(fs)
+    cols = [r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [entity]).fetchall()]
+    if timestamp_column not in cols:
+        raise ValidationError(f"entity file is missing column {timestamp_column!r}")
+    for k in dict.fromkeys(k for g, _ in specs for k in g.join_keys):
+        if k not in cols:
+            raise ValidationError(f"entity file is missing column {k!r}")
+    names = output_names(specs, full_names, cols)
+    con.execute(
+        "CREATE TEMP TABLE entity_rows AS SELECT *, "
+        f"timezone('UTC', {quote(timestamp_column)}::TIMESTAMPTZ) AS __ts, "
+        "file_row_number AS __row FROM read_parquet(?, file_row_number = true)",
+        [entity],
+    )
+    lo, hi = con.execute("SELECT min(__ts), max(__ts) FROM entity_rows").fetchone() or (None, None)
+    query = join_query(con, source, specs, lo, hi, passthrough=[c for c in cols if c != "file_row_number"])
+    if query is None:
+        raise ValidationError("the entity file is empty or no group has data")
+    sql, params = query
+    renames = ", ".join(f'"__f{i}" AS {quote_any(n)}' for i, n in enumerate(names))
+    relation = con.sql(
+        f"SELECT * EXCLUDE ({', '.join(f'__f{i}' for i in range(len(names)))}, __row), {renames} "
+        f"FROM ({sql}) ORDER BY __row",
+        params=params,
+    )
+    return write_batches(relation.to_arrow_reader(100_000), output_path)
+
+
+def write_batches(reader: Any, output_path: str | os.PathLike[str]) -> int:
+    """Stream an Arrow record-batch reader to a Parquet file; returns the rows written.
+
+    A local file is written under a temporary name and renamed; an object
+    store's upload is aborted on failure, so a reader never sees half a file.
+
+    Example:
+        >>> import tempfile, pyarrow as pa
+        >>> table = pa.table({"x": [1, 2, 3]})
+        >>> write_batches(pa.RecordBatchReader.from_batches(table.schema, table.to_batches()),
+        ...               f"{tempfile.mkdtemp()}/out.parquet")
+        3
+    """
+
+    def stream(sink: Any) -> int:
         rows = 0
-        with pq.ParquetWriter(tmp, reader.schema, compression="zstd") as writer:
+        with pq.ParquetWriter(sink, reader.schema, compression="zstd") as writer:
             for batch in reader:
                 writer.write_batch(batch)
                 rows += batch.num_rows
+        return rows
+
+    text = str(output_path)
+    if is_remote(text):
+        fs, path = fsspec.core.url_to_fs(text)
+        handle = fs.open(path, "wb")
+        try:
+            rows = stream(handle)
+        except BaseException:
+            handle.discard()
+            raise
+        handle.close()
+        return rows
+    out = Path(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        rows = stream(tmp)
         os.replace(tmp, out)
         return rows
     finally:

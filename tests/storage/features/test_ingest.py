@@ -17,8 +17,8 @@ T0 = pd.Timestamp("2026-05-01 08:00")
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> FeatureStore:
-    s = FeatureStore.from_settings(MlopsSettings(home=tmp_path / "home"))
+def store(tmp_path: Path, storage_url: str | None) -> FeatureStore:
+    s = FeatureStore.from_settings(MlopsSettings(home=tmp_path / "home", storage_url=storage_url))
     d = s.definitions
     d.create_entity("driver", join_keys=["driver_id"])
     d.create_group("trips", entity="driver", event_time_column="ts", ttl_seconds=86400)
@@ -49,15 +49,21 @@ def _batch(n: int = 4, day_offset: int = 0) -> pd.DataFrame:
     )
 
 
-def _snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+def _snapshot(store: FeatureStore) -> dict[str, bytes]:
+    """Every file under the offline store's root, with its bytes (a folder or a bucket alike)."""
+    place = store.offline.place
+    place.fs.invalidate_cache()
+    found = place.fs.find(place.root) if place.fs.exists(place.root) else []
+    return {str(p): place.read_bytes(str(p)) for p in sorted(found)}
 
 
-def test_batch_is_hive_partitioned_by_date_and_reads_back_typed(store: FeatureStore) -> None:
+def test_batch_is_hive_partitioned_by_date_and_reads_back_typed(store: FeatureStore, tmp_path: Path) -> None:
     result = store.ingest("trips", _batch())
     names = sorted(Path(f).parent.name for f in result.files)
     assert names == ["date=2026-05-01", "date=2026-05-02"]
-    assert not list(store.offline.root.rglob("*.tmp"))
+    assert not [p for p in _snapshot(store) if p.endswith(".tmp")]
+    if not store.offline.place.is_local:  # an S3 root: nothing of the store lands on the local disk
+        assert result.files[0].startswith("s3://") and not (tmp_path / "home" / "features").exists()
     frame = store.get_features_in_range(["trips:*"]).frame
     assert frame["rides"].tolist() == [0, 1, 2, 3]
     assert frame["city"].tolist() == ["c0", "c1", "c2", "c3"]
@@ -91,7 +97,7 @@ def test_bad_batch_is_rejected_whole_naming_column_and_rows(
     store: FeatureStore, column: str, bad_value: object, message: str
 ) -> None:
     store.ingest("trips", _batch())
-    before = _snapshot(store.offline.root)
+    before = _snapshot(store)
     bad = _batch(6, day_offset=5)
     bad[column] = bad[column].astype(object)
     bad.at[2, column] = bad_value
@@ -99,11 +105,11 @@ def test_bad_batch_is_rejected_whole_naming_column_and_rows(
         store.ingest("trips", bad)
     assert message in str(err.value)
     assert "nothing was written" in str(err.value)
-    assert _snapshot(store.offline.root) == before
+    assert _snapshot(store) == before
 
 
 def test_unknown_missing_and_malicious_columns_are_rejected(store: FeatureStore) -> None:
-    before = _snapshot(store.offline.root)
+    before = _snapshot(store)
     with pytest.raises(ValidationError, match="column 'tip' is not a feature"):
         store.ingest("trips", _batch().assign(tip=1.0))
     with pytest.raises(ValidationError, match="column 'x; DROP TABLE features' is not a feature"):
@@ -114,7 +120,7 @@ def test_unknown_missing_and_malicious_columns_are_rejected(store: FeatureStore)
         store.ingest("nogroup", _batch())
     with pytest.raises(ValidationError, match="not a valid identifier"):
         store.ingest("trips/../../etc", _batch())
-    assert _snapshot(store.offline.root) == before
+    assert _snapshot(store) == before
 
 
 def test_archived_feature_cannot_be_ingested_and_a_new_version_gets_its_own_column(
@@ -172,14 +178,42 @@ def test_historical_errors_name_the_problem(store: FeatureStore) -> None:
     assert store.get_historical_features(entities.assign(fare=1.0), ["trips:fare"], full_names=True).frame[
         "trips__fare"
     ].tolist() == [1.0]
-    assert os.path.isdir(store.offline.group_dir("trips"))
+    assert store.offline.place.glob("trips", "date=*")
 
 
 def test_batch_spanning_dates_is_visible_all_at_once(
     store: FeatureStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import storage.features.offline as offline
+    place = store.offline.place
+    real_write, calls = place.write_table, {"n": 0}
 
+    def crash_after_first_file(path: str, table: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("killed between the files of one batch")
+        real_write(path, table)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(place, "write_table", crash_after_first_file)
+    with pytest.raises(OSError, match="killed between"):
+        store.ingest("trips", _batch())
+    monkeypatch.setattr(place, "write_table", real_write)
+    assert store.offline.files("trips") == []  # one date's file landed, but no reader sees it
+    assert store.get_features_in_range(["trips:fare"]).frame.empty
+    store.ingest("trips", _batch())
+    assert len(store.offline.files("trips")) == 2
+    assert len(store.get_features_in_range(["trips:fare"]).frame) == 4
+
+
+def test_a_crash_between_the_local_renames_shows_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import storage.objectstore as objectstore
+
+    store = FeatureStore.from_settings(MlopsSettings(home=tmp_path / "home"))
+    store.definitions.create_entity("driver", join_keys=["driver_id"])
+    store.definitions.create_group("trips", entity="driver", event_time_column="ts")
+    store.definitions.register_feature("trips", "fare", "float")
+    batch = _batch()[["driver_id", "ts", "fare"]]
     real_replace, calls = os.replace, {"n": 0}
 
     def crash_after_first_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
@@ -188,14 +222,13 @@ def test_batch_spanning_dates_is_visible_all_at_once(
             raise OSError("killed between the renames of one batch")
         real_replace(src, dst)
 
-    monkeypatch.setattr(offline.os, "replace", crash_after_first_file)
+    monkeypatch.setattr(objectstore.os, "replace", crash_after_first_file)
     with pytest.raises(OSError, match="killed between"):
-        store.ingest("trips", _batch())
-    monkeypatch.setattr(offline.os, "replace", real_replace)
-    assert store.offline.files("trips") == []  # one date's file landed, but no reader sees it
-    assert store.get_features_in_range(["trips:fare"]).frame.empty
-    store.ingest("trips", _batch())
-    assert len(store.offline.files("trips")) == 2
+        store.ingest("trips", batch)
+    monkeypatch.setattr(objectstore.os, "replace", real_replace)
+    assert store.offline.files("trips") == []
+    assert not list(Path(store.offline.root).rglob("*.tmp"))
+    store.ingest("trips", batch)
     assert len(store.get_features_in_range(["trips:fare"]).frame) == 4
 
 

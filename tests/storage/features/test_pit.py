@@ -14,14 +14,14 @@ availability time, then the latest ingestion".
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from storage.features.definitions import Feature, FeatureGroup
 from storage.features.offline import OfflineStore
+from storage.objectstore import Place
 
 BASE = pd.Timestamp("2026-03-01 00:00:00")
 FARE = Feature("trips", "fare", 1, "float", "active")
@@ -105,10 +105,10 @@ def _assert_same(got: pd.DataFrame, want: pd.DataFrame) -> None:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("ttl", [None, 3 * 3600])
-def test_point_in_time_join_matches_merge_asof(tmp_path: Path, seed: int, ttl: int | None) -> None:
+def test_point_in_time_join_matches_merge_asof(offline_root: str, seed: int, ttl: int | None) -> None:
     rng = np.random.default_rng(seed)
     group = FeatureGroup("trips", "driver", ("driver_id",), "ts", ttl_seconds=ttl)
-    store = OfflineStore(tmp_path)
+    store = OfflineStore(offline_root)
     rows = _ingest_batches(store, group, _feature_rows(rng, 600, 8, with_avail=False), batches=3)
     entities = _entity_rows(rng, 400, 8)
 
@@ -128,13 +128,13 @@ def test_point_in_time_join_matches_merge_asof(tmp_path: Path, seed: int, ttl: i
 @pytest.mark.parametrize("seed", [4, 5])
 @pytest.mark.parametrize("ttl", [None, 6 * 3600])
 def test_backfilled_values_never_leak_before_they_are_available(
-    tmp_path: Path, seed: int, ttl: int | None
+    offline_root: str, seed: int, ttl: int | None
 ) -> None:
     rng = np.random.default_rng(seed)
     group = FeatureGroup(
         "trips", "driver", ("driver_id",), "ts", available_time_column="available_at", ttl_seconds=ttl
     )
-    store = OfflineStore(tmp_path)
+    store = OfflineStore(offline_root)
     rows = _ingest_batches(store, group, _feature_rows(rng, 300, 5, with_avail=True), batches=3)
     entities = _entity_rows(rng, 250, 5)
 
@@ -146,9 +146,9 @@ def test_backfilled_values_never_leak_before_they_are_available(
     assert not np.allclose(leaky["fare"].astype(float), got["fare"].astype(float), equal_nan=True)
 
 
-def test_late_correction_wins_only_once_available(tmp_path: Path) -> None:
+def test_late_correction_wins_only_once_available(offline_root: str) -> None:
     group = FeatureGroup("trips", "driver", ("driver_id",), "ts", available_time_column="available_at")
-    store = OfflineStore(tmp_path)
+    store = OfflineStore(offline_root)
     t = pd.Timestamp("2026-03-01 10:00")
     first = pd.DataFrame({"driver_id": [1], "ts": [t], "available_at": [t], "fare": [10.0]})
     correction = pd.DataFrame(
@@ -171,9 +171,9 @@ def test_late_correction_wins_only_once_available(tmp_path: Path) -> None:
     )
 
 
-def test_composite_keys_and_timezones(tmp_path: Path) -> None:
+def test_composite_keys_and_timezones(offline_root: str) -> None:
     group = FeatureGroup("trips", "route", ("city", "zone"), "ts", ttl_seconds=3600)
-    store = OfflineStore(tmp_path)
+    store = OfflineStore(offline_root)
     t = pd.Timestamp("2026-03-01 10:00", tz="UTC")
     store.ingest(
         group,
@@ -195,27 +195,26 @@ def test_composite_keys_and_timezones(tmp_path: Path) -> None:
     )
 
 
-def test_streaming_join_to_file_matches_the_in_memory_join(tmp_path: Path) -> None:
+def test_streaming_join_to_file_matches_the_in_memory_join(offline_root: str) -> None:
     rng = np.random.default_rng(9)
     trips = FeatureGroup(
         "trips", "driver", ("driver_id",), "ts", available_time_column="available_at", ttl_seconds=4 * 3600
     )
-    store = OfflineStore(tmp_path / "offline")
+    store = OfflineStore(f"{offline_root}/offline")
     _ingest_batches(store, trips, _feature_rows(rng, 300, 5, with_avail=True), batches=2)
     empty = FeatureGroup("empty", "driver", ("driver_id",), "ts")
     entities = _entity_rows(rng, 200, 5)
-    entity_path = tmp_path / "entities.parquet"
-    entities.to_parquet(entity_path)
+    io = Place(f"{offline_root}/io")  # the entity file and the result beside the store, on the same kind
+    entity_path, out_path = io.path("entities.parquet"), io.path("out", "train.parquet")
+    io.write_table(entity_path, pa.Table.from_pandas(entities, preserve_index=False))
     specs = [(trips, [FARE, RATING]), (empty, [Feature("empty", "x", 1, "float", "active")])]
 
-    written = store.historical_to_file(
-        entity_path, specs, tmp_path / "out" / "train.parquet", memory_limit_mb=256
-    )
+    written = store.historical_to_file(io.uri(entity_path), specs, io.uri(out_path), memory_limit_mb=256)
 
     assert written == len(entities)
-    got = pd.read_parquet(tmp_path / "out" / "train.parquet")
+    got = io.read_table(out_path).to_pandas()
     want = store.historical(entities, specs)
     assert got.columns.tolist() == want.columns.tolist()
     _assert_same(got, want)
     assert got["x"].isna().all()
-    assert not list((tmp_path / "out").glob(".*.tmp"))
+    assert io.names("out") == ["train.parquet"]  # no temporary file left beside it
