@@ -41,11 +41,9 @@ import collections
 import json
 import logging
 import threading
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,7 +52,7 @@ import pandas as pd
 import pyarrow as pa
 
 from serving.runtimes import Prediction
-from storage.monitoring.prediction_log import SCHEMA, STATUSES, PredictionLog, write_atomically
+from storage.monitoring.prediction_log import SCHEMA, STATUSES, PredictionLog
 from storage.validation import check_name
 
 logger = logging.getLogger(__name__)
@@ -169,7 +167,7 @@ def batch_records(item: LogBatch) -> list[dict[str, Any]]:
     ]
 
 
-def write_batches(log: PredictionLog, items: list[LogBatch]) -> list[Path]:
+def write_batches(log: PredictionLog, items: list[LogBatch]) -> list[str]:
     """Write batches as the prediction log's files, column by column (one file per model and day).
 
     The rows are built by the server, so they are valid by construction; the
@@ -200,10 +198,7 @@ def write_batches(log: PredictionLog, items: list[LogBatch]) -> list[Path]:
                 ("endpoint", item.endpoint), ("variant", item.variant),
             ):  # fmt: skip
                 columns[name] += [value] * n
-        table = pa.Table.from_pydict(columns, schema=SCHEMA)
-        final = log.root / f"model={model}" / f"date={day}" / f"part-{uuid.uuid4().hex}.parquet"
-        write_atomically(table, final)
-        written.append(final)
+        written.append(log.write_part(model, day, pa.Table.from_pydict(columns, schema=SCHEMA)))
     return written
 
 

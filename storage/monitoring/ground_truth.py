@@ -2,9 +2,10 @@
 
 Files are ``<root>/date=YYYY-MM-DD/part-<uuid>.parquet`` (the UTC date the labels
 were stored), columns ``request_id`` (string), ``label`` (int64, float64, bool
-or string — one type per file), ``ts`` (timestamp, UTC). ``root`` is
-``MLOPS_HOME/ground_truth`` unless ``MLOPS_GROUND_TRUTH_ROOT`` says otherwise.
-Each file is written under a temporary name and renamed.
+or string — one type per file), ``ts`` (timestamp, UTC). ``root`` is a folder or
+an fsspec URL (``s3://bucket/mlops/ground_truth``): ``MLOPS_GROUND_TRUTH_ROOT``,
+else ``ground_truth`` under ``MLOPS_STORAGE_URL`` or ``MLOPS_HOME``. Each file
+appears whole or not at all (see :class:`storage.objectstore.Place`).
 
 A request id reported twice keeps its newest label: :meth:`GroundTruthLog.read`
 returns one row per request id, the frame
@@ -23,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import glob
 import math
 import os
 import uuid
@@ -34,14 +34,16 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from blocks.settings import MlopsSettings, get_settings
 from storage.errors import ValidationError
-from storage.monitoring.prediction_log import utc_timestamp, write_atomically
+from storage.monitoring.prediction_records import utc_timestamp
+from storage.objectstore import Place, is_remote
 
 COLUMNS = ("request_id", "label", "ts")
 MAX_REQUEST_ID = 512
+#: Suffixes of a single labels file (anything else is read as a ground-truth folder).
+LABEL_FILES = (".parquet", ".csv", ".json", ".jsonl")
 
 __all__ = ["COLUMNS", "GroundTruthLog", "read_labels"]
 
@@ -92,19 +94,27 @@ def check_label(record: Any, index: int) -> dict[str, Any]:
 
 
 class GroundTruthLog:
-    """True labels by request id, as Parquet files under ``root`` (see the module docs)."""
+    """True labels by request id, as Parquet files under ``root`` (see the module docs).
+
+    Args:
+        root: A folder or an fsspec URL.
+
+    Attributes:
+        root: The root as given (a string).
+        place: Where the files are (:class:`storage.objectstore.Place`).
+    """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
+        self.place = Place(root)
+        self.root = self.place.url
 
     @classmethod
     def from_settings(cls, settings: MlopsSettings | None = None) -> GroundTruthLog:
-        """The log under ``MLOPS_GROUND_TRUTH_ROOT``, else ``MLOPS_HOME/ground_truth``."""
-        root = os.environ.get("MLOPS_GROUND_TRUTH_ROOT")
-        return cls(root or (settings or get_settings()).resolved_home() / "ground_truth")
+        """The log under ``MLOPS_GROUND_TRUTH_ROOT``, else ``ground_truth`` under storage or home."""
+        return cls((settings or get_settings()).resolved_ground_truth_root())
 
-    def append(self, records: Sequence[Mapping[str, Any]]) -> Path:
-        """Validate every record, then write them as one file; returns it."""
+    def append(self, records: Sequence[Mapping[str, Any]]) -> str:
+        """Validate every record, then write them as one file; returns its path."""
         if not records:
             raise ValidationError("no labels to store")
         rows = [check_label(r, i) for i, r in enumerate(records)]
@@ -116,18 +126,18 @@ class GroundTruthLog:
             ]
         )
         day = datetime.now(UTC).date().isoformat()
-        final = self.root / f"date={day}" / f"part-{uuid.uuid4().hex}.parquet"
-        write_atomically(pa.Table.from_pylist(rows, schema=schema), final)
+        final = self.place.path(f"date={day}", f"part-{uuid.uuid4().hex}.parquet")
+        self.place.write_table(final, pa.Table.from_pylist(rows, schema=schema))
         return final
 
     def files(self) -> list[str]:
         """The Parquet files under ``root`` (any depth, temporary files skipped), sorted."""
-        found = glob.glob(str(self.root / "**" / "*.parquet"), recursive=True)
-        return sorted(f for f in found if not Path(f).name.startswith("."))
+        found = self.place.glob("**", "*.parquet")
+        return sorted(f for f in found if not f.rsplit("/", 1)[-1].startswith("."))
 
     def read(self) -> pd.DataFrame:
         """One row per request id (its newest label), ordered by request id."""
-        frames = [pq.read_table(path).to_pandas() for path in self.files()]
+        frames = [self.place.read_table(path).to_pandas() for path in self.files()]
         frames = [f for f in frames if len(f)]
         if not frames:
             return pd.DataFrame(
@@ -141,7 +151,7 @@ class GroundTruthLog:
 
 
 def read_labels(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """A labels table: a ground-truth folder (see the module docs) or one labels file.
+    """A labels table: a ground-truth folder or URL (see the module docs) or one labels file.
 
     Example:
         >>> import tempfile
@@ -150,6 +160,8 @@ def read_labels(path: str | os.PathLike[str]) -> pd.DataFrame:
         >>> read_labels(root)["label"].tolist()
         [1]
     """
+    if is_remote(path) and not str(path).lower().endswith(LABEL_FILES):
+        return GroundTruthLog(path).read()
     p = Path(path)
     if p.is_dir():
         return GroundTruthLog(p).read()

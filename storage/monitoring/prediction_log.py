@@ -1,8 +1,9 @@
-"""The prediction log: one row per prediction served, as Parquet files.
+"""The prediction log: one row per prediction served, as Parquet files on a folder or an object store.
 
 The format (the serving layer writes it, monitoring and erasure read it):
 ``<root>/model=<name>/date=YYYY-MM-DD/part-<uuid>.parquet``, the date being the
-UTC date of ``ts``, with the columns
+UTC date of ``ts``; ``root`` is a local folder or an fsspec URL
+(``s3://bucket/mlops/predictions``). The columns:
 
 =============  ==================  =============================================
 column         type                meaning
@@ -23,12 +24,16 @@ variant        string, nullable    endpoint variant that answered (``shadow:<mod
 
 Files written before ``endpoint`` and ``variant`` existed read with both null.
 
-Every file is written under a temporary name and renamed, so a reader sees a
-whole file or none. Erasing an entity rewrites each affected file the same way.
-A file damaged anyway (a disk error, a partial copy) is named in a warning and
-left out of reads, so the rest of the log stays readable; :meth:`PredictionLog.verify`
-names every such file, and erasure refuses to pass over one (it might hold the
-entity's rows).
+Every file appears whole or not at all (a temporary name renamed on a folder;
+an object store shows an object once its upload completes). Compaction merges
+a partition's small files into one, and erasure rewrites the files holding an
+entity, both through :mod:`storage.monitoring.partitions`: the new file and a
+manifest naming the files it replaces are written, and only the manifest's
+arrival swaps them, so a reader (and a count) never sees a row twice or not
+at all, and the server may keep appending meanwhile. A file damaged anyway
+(a disk error, a partial copy) is named in a warning and left out of reads,
+so the rest of the log stays readable; :meth:`PredictionLog.verify` names
+every such file, and erasure and compaction refuse to pass over one.
 
 Example:
     >>> import tempfile
@@ -46,15 +51,13 @@ Example:
 from __future__ import annotations
 
 import errno
-import glob
-import json
-import math
 import os
 import uuid
-from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import pandas as pd
@@ -64,148 +67,39 @@ import pyarrow.parquet as pq
 
 from blocks.settings import MlopsSettings, get_settings
 from storage.errors import IntegrityError, StorageFullError, ValidationError
-from storage.features.online import entity_key as _key_part
-from storage.features.records import check_identifier
-from storage.parquet_files import CorruptFile, read_skipping_corrupt, verify_parquet
-from storage.validation import check_name
-
-SCHEMA = pa.schema(
-    [
-        pa.field("request_id", pa.string(), nullable=False),
-        pa.field("model", pa.string(), nullable=False),
-        pa.field("version", pa.int64(), nullable=False),
-        pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("entity_key", pa.string()),
-        pa.field("features", pa.string(), nullable=False),
-        pa.field("prediction", pa.string(), nullable=False),
-        pa.field("latency_ms", pa.float64(), nullable=False),
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("endpoint", pa.string()),
-        pa.field("variant", pa.string()),
-    ]
+from storage.monitoring.partitions import Listing, Vanished, collect_garbage, listings, replace, visible
+from storage.monitoring.prediction_records import (
+    COLUMNS,
+    SCHEMA,
+    STATUSES,
+    canonical_entity_key,
+    check_record,
+    conform,
+    model_name,
+    utc_timestamp,
 )
-COLUMNS: tuple[str, ...] = tuple(SCHEMA.names)
-STATUSES = ("ok", "error")
+from storage.objectstore import Place, duckdb_connection
+from storage.parquet_files import CorruptFile, named_in, read_skipping_corrupt
 
-__all__ = ["COLUMNS", "SCHEMA", "STATUSES", "PredictionLog", "canonical_entity_key"]
+__all__ = [
+    "COLUMNS",
+    "SCHEMA",
+    "STATUSES",
+    "CompactionResult",
+    "PredictionLog",
+    "canonical_entity_key",
+    "utc_timestamp",
+    "write_atomically",
+]
 
-
-def canonical_entity_key(keys: Mapping[str, Any] | str) -> str:
-    """The canonical ``k=v[,k=v]`` form of an entity's join-key values, sorted by key.
-
-    Values are written as the online store writes them (``1.0`` as ``1``,
-    booleans as ``true``/``false``); a string already in this form is
-    re-parsed and normalised.
-
-    Example:
-        >>> canonical_entity_key({"zone": "b", "city_id": 3})
-        'city_id=3,zone=b'
-        >>> canonical_entity_key("zone=b, city_id=3")
-        'city_id=3,zone=b'
-    """
-    if isinstance(keys, str):
-        pairs: dict[str, Any] = {}
-        for part in keys.split(","):
-            name, sep, value = part.partition("=")
-            if not sep:
-                raise ValidationError(f"entity key {keys!r} is malformed: expected k=v[,k=v]")
-            pairs[name.strip()] = value.strip()
-        keys = pairs
-    if not isinstance(keys, Mapping) or not keys:
-        raise ValidationError(f"entity key {keys!r} must name at least one join key, e.g. card_id=1")
-    parts = []
-    for name in sorted(keys):
-        check_identifier(name, "entity key name")
-        value = keys[name]
-        if value is None or isinstance(value, Mapping | list | tuple):
-            raise ValidationError(f"entity key {name!r} has value {value!r}: use a string or number")
-        text = _key_part([value])
-        if not text or any(c in text for c in ",=\n"):
-            raise ValidationError(
-                f"entity key {name!r} has value {text!r}: it must be non-empty without ',' or '='"
-            )
-        parts.append(f"{name}={text}")
-    return ",".join(parts)
-
-
-def utc_timestamp(value: Any, what: str) -> datetime:
-    """``value`` as an aware UTC datetime; a ValidationError naming ``what`` when it is none.
-
-    >>> utc_timestamp("2026-01-01 10:00", "ts").isoformat()
-    '2026-01-01T10:00:00+00:00'
-    """
-    try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError):
-        raise ValidationError(f"{what} {value!r} is not a timestamp") from None
-    if pd.isna(ts):
-        raise ValidationError(f"{what} is missing")
-    ts = ts.tz_localize(UTC) if ts.tzinfo is None else ts.tz_convert(UTC)
-    return ts.to_pydatetime()
-
-
-def _json_text(field: str, value: Any, index: int) -> str:
-    if isinstance(value, str):
-        try:
-            json.loads(value)
-        except ValueError:
-            raise ValidationError(f"record {index}: {field} {value[:80]!r} is not valid JSON") from None
-        return value
-    try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"), default=str)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"record {index}: {field} is not JSON-serialisable: {exc}") from None
-
-
-def _model_name(value: Any) -> str:
-    check_name("model", value)
-    if "/" in value:
-        raise ValidationError(f"model {value!r} cannot contain '/' in the prediction log (it names a folder)")
-    return str(value)
-
-
-def _row(record: Mapping[str, Any], index: int) -> dict[str, Any]:
-    unknown = set(record) - set(COLUMNS)
-    if unknown:
-        raise ValidationError(f"record {index}: unknown fields {sorted(unknown)}; the columns are {COLUMNS}")
-    for field in ("request_id", "model", "version", "ts", "prediction"):
-        if record.get(field) is None:
-            raise ValidationError(f"record {index}: field {field!r} is required")
-    request_id = record["request_id"]
-    if not isinstance(request_id, str) or not request_id:
-        raise ValidationError(f"record {index}: request_id {request_id!r} must be a non-empty string")
-    version = record["version"]
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValidationError(f"record {index}: version {version!r} must be a positive whole number")
-    latency = record.get("latency_ms", 0.0)
-    if isinstance(latency, bool) or not isinstance(latency, int | float) or not math.isfinite(latency):
-        raise ValidationError(f"record {index}: latency_ms {latency!r} must be a finite number")
-    if latency < 0:
-        raise ValidationError(f"record {index}: latency_ms {latency!r} must not be negative")
-    status = record.get("status", "ok")
-    if status not in STATUSES:
-        raise ValidationError(f"record {index}: status {status!r} is not one of {', '.join(STATUSES)}")
-    key = record.get("entity_key")
-    for field in ("endpoint", "variant"):
-        if record.get(field) is not None and not isinstance(record[field], str):
-            raise ValidationError(f"record {index}: {field} {record[field]!r} must be a string")
-    return {
-        "request_id": request_id,
-        "model": _model_name(record["model"]),
-        "version": int(version),
-        "ts": utc_timestamp(record["ts"], f"record {index}: ts"),
-        "entity_key": canonical_entity_key(key) if key is not None else None,
-        "features": _json_text("features", record.get("features", {}), index),
-        "prediction": _json_text("prediction", record["prediction"], index),
-        "latency_ms": float(latency),
-        "status": status,
-        "endpoint": record.get("endpoint"),
-        "variant": record.get("variant"),
-    }
+T = TypeVar("T")
+#: Reads list again when a replacement removed a file under them; erasure passes; both bounded.
+ATTEMPTS = 20
+_READ_ERRORS = (duckdb.IOException, duckdb.InvalidInputException, duckdb.InternalException)
 
 
 def write_atomically(table: pa.Table, final: Path) -> None:
-    """Write ``table`` to ``final`` as Parquet under a temporary name, then rename it into place."""
+    """Write ``table`` to the local file ``final`` as Parquet under a temporary name, then rename it."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
     try:
@@ -220,56 +114,149 @@ def write_atomically(table: pa.Table, final: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _read_whole(path: str, columns: list[str] | None = None) -> pa.Table:
-    """A file of the log; one that does not read back is an error that names it."""
-    try:
-        return pq.ParquetFile(path).read(columns=columns)
-    except Exception as exc:  # a damaged file: stop, naming it
-        raise IntegrityError(
-            f"the prediction log file {path} does not read back ({type(exc).__name__}: {exc}); "
-            "restore or remove it, then erase again"
-        ) from None
+@dataclass
+class CompactionResult:
+    """What :meth:`PredictionLog.compact` did.
+
+    Attributes:
+        files_before: Files a reader saw in the compacted model(s) before.
+        files_after: Files a reader sees after (appends made meanwhile included).
+        partitions: Partitions merged into one file each.
+        rows: Rows in the merged partitions (unchanged by merging).
+        conflicts: Partitions left as they were because another replacement got there first.
+        skipped: Files that do not read back (their partitions were left alone), with the reason.
+    """
+
+    files_before: int = 0
+    files_after: int = 0
+    partitions: int = 0
+    rows: int = 0
+    conflicts: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The result as plain data (for a flow's return value)."""
+        return asdict(self)
 
 
 class PredictionLog:
     """The prediction log under ``root`` (see the module docs for the format).
 
     Args:
-        root: Folder holding one ``model=<name>`` folder per model.
+        root: Folder or fsspec URL holding one ``model=<name>`` folder per model.
+
+    Attributes:
+        root: The root as given (a string).
+        place: Where the files are (:class:`storage.objectstore.Place`).
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
+        self.place = Place(root)
+        self.root = self.place.url
 
     @classmethod
     def from_settings(cls, settings: MlopsSettings | None = None) -> PredictionLog:
-        """The log ``MLOPS_*`` settings point at (``MLOPS_PREDICTION_LOG_ROOT``)."""
+        """The log ``MLOPS_*`` settings point at (``MLOPS_PREDICTION_LOG_ROOT``, ``MLOPS_STORAGE_URL``)."""
         return cls((settings or get_settings()).resolved_prediction_log_root())
+
+    # ------------------------------------------------------------ listing
+    def _partitions(
+        self, model: str | None, start: date | None = None, end: date | None = None
+    ) -> list[Listing]:
+        found = listings(self.place, f"model={model_name(model)}" if model else "model=*", "date=*")
+        days = [(p, p.parts[-1].removeprefix("date=")) for p in found]
+        lo, hi = (start.isoformat() if start else None), (end.isoformat() if end else None)
+        return [p for p, day in days if (lo is None or day >= lo) and (hi is None or day <= hi)]
+
+    def _paths(self, model: str | None, start: date | None = None, end: date | None = None) -> list[str]:
+        parts = self._partitions(model, start, end)
+        return [self.place.path(*p.parts, name) for p in parts for name in visible(p)]
 
     def files(
         self, model: str | None = None, start: date | None = None, end: date | None = None
     ) -> list[str]:
-        """The log's Parquet files (of one model, within a date range), sorted."""
-        pattern = self.root / (f"model={_model_name(model)}" if model else "model=*") / "date=*"
-        found = []
-        for path in glob.glob(str(pattern / "part-*.parquet")):
-            day = Path(path).parent.name.removeprefix("date=")
-            if (start is None or day >= start.isoformat()) and (end is None or day <= end.isoformat()):
-                found.append(path)
-        return sorted(found)
+        """The files a reader reads now (of one model, within a date range), as URIs, sorted."""
+        for _ in range(ATTEMPTS):
+            try:
+                return [self.place.uri(p) for p in self._paths(model, start, end)]
+            except Vanished:
+                continue
+        raise IntegrityError(f"prediction log {self.root}: the files kept changing while listed")
 
-    def append(self, records: Sequence[Mapping[str, Any]]) -> list[Path]:
-        """Validate every record, then write one file per (model, date); returns the files."""
-        rows = [_row(r, i) for i, r in enumerate(records)]
+    # ------------------------------------------------------------ writing
+    def write_part(self, model: str, day: str, table: pa.Table) -> str:
+        """Write one new file of rows of ``model`` made on ``day`` (``YYYY-MM-DD``); returns its path."""
+        path = self.place.path(
+            f"model={model_name(model)}", f"date={day}", f"part-{uuid.uuid4().hex}.parquet"
+        )
+        try:
+            self.place.write_table(path, table)
+        except StorageFullError as exc:
+            message = f"{exc.strerror}: {table.num_rows} rows of the prediction log were not written"
+            raise StorageFullError(exc.errno, message) from exc
+        return path
+
+    def append(self, records: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Validate every record, then write one file per (model, date); returns the files' paths."""
+        rows = [check_record(r, i) for i, r in enumerate(records)]
         parts: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for row in rows:
             parts.setdefault((row["model"], row["ts"].date().isoformat()), []).append(row)
-        written = []
-        for (model, day), part in sorted(parts.items()):
-            final = self.root / f"model={model}" / f"date={day}" / f"part-{uuid.uuid4().hex}.parquet"
-            write_atomically(pa.Table.from_pylist(part, schema=SCHEMA), final)
-            written.append(final)
-        return written
+        return [
+            self.write_part(model, day, pa.Table.from_pylist(part, schema=SCHEMA))
+            for (model, day), part in sorted(parts.items())
+        ]
+
+    # ------------------------------------------------------------ reading
+    def _reading(
+        self, run: Callable[[duckdb.DuckDBPyConnection, list[str]], T], empty: T,
+        model: str | None = None, start: date | None = None, end: date | None = None,
+    ) -> T:  # fmt: skip
+        """``run`` over the files a reader sees; listed again when a replacement removed one meanwhile."""
+        for _ in range(ATTEMPTS):
+            try:
+                uris = self.files(model, start, end)
+                guarded = lambda readable: self._guarded(run, readable, empty)  # noqa: E731
+                return read_skipping_corrupt(guarded, uris, f"prediction log {self.root}")
+            except Vanished:
+                continue
+        raise IntegrityError(f"prediction log {self.root}: the files kept changing during {ATTEMPTS} reads")
+
+    def _guarded(
+        self, run: Callable[[duckdb.DuckDBPyConnection, list[str]], T], uris: list[str], empty: T
+    ) -> T:
+        if not uris:
+            return empty
+        con = duckdb_connection(self.place)
+        try:
+            return run(con, uris)
+        except (duckdb.Error, OSError) as exc:
+            if any(not self.place.exists(self._path(u)) for u in uris):
+                raise Vanished(f"a file of {self.root} went away during the read") from exc
+            reading = isinstance(exc, _READ_ERRORS) or type(exc) is duckdb.Error
+            if isinstance(exc, duckdb.Error) and reading and not named_in(exc, uris):
+                bad = self._corrupt(uris)
+                if bad:  # name them, so that the read leaves them out
+                    raise duckdb.IOException(
+                        f"{exc}; not readable: {', '.join(c.path for c in bad)}"
+                    ) from exc
+            raise
+        finally:
+            con.close()
+
+    def _path(self, uri: str) -> str:
+        return uri if self.place.is_local else str(self.place.fs._strip_protocol(uri))
+
+    def _corrupt(self, uris: Sequence[str]) -> list[CorruptFile]:
+        corrupt = []
+        for uri in uris:
+            try:
+                self.place.read_table(self._path(uri))
+            except FileNotFoundError:
+                raise Vanished(f"{uri} went away during the check") from None
+            except Exception as exc:  # any failure to read back is what this check reports
+                corrupt.append(CorruptFile(uri, f"{type(exc).__name__}: {exc}"))
+        return corrupt
 
     def read(
         self, model: str | None = None, start: datetime | None = None, end: datetime | None = None
@@ -277,11 +264,8 @@ class PredictionLog:
         """Rows with ``start <= ts < end`` (naive times are UTC), oldest first."""
         lo = utc_timestamp(start, "start") if start is not None else None
         hi = utc_timestamp(end, "end") if end is not None else None
-        files = self.files(model, lo.date() if lo else None, hi.date() if hi else None)
-        if not files:
-            return SCHEMA.empty_table().to_pandas()
         where: list[str] = ["TRUE"]
-        params: list[Any] = [files]
+        params: list[Any] = []
         for clause, value in (("model = ?", model), ("ts >= ?", lo), ("ts < ?", hi)):
             if value is not None:
                 where.append(clause)
@@ -291,51 +275,56 @@ class PredictionLog:
             f"union_by_name = true) WHERE {' AND '.join(where)} ORDER BY ts, request_id"
         )
 
-        def run(readable: list[str]) -> pd.DataFrame:
-            if not readable:
-                return SCHEMA.empty_table().to_pandas()
-            con = duckdb.connect()
-            try:
-                con.execute("SET TimeZone = 'UTC'")
-                frame = con.execute(sql, [readable, *params[1:]]).fetch_df()
-            finally:
-                con.close()
+        def run(con: duckdb.DuckDBPyConnection, uris: list[str]) -> pd.DataFrame:
+            frame = con.execute(sql, [uris, *params]).fetch_df()
             for column in COLUMNS:  # files older than a column read it as null
                 if column not in frame.columns:
                     frame[column] = None
             return frame[list(COLUMNS)]
 
-        return read_skipping_corrupt(run, files, f"prediction log {self.root}")
+        empty = SCHEMA.empty_table().to_pandas()
+        return self._reading(run, empty, model, lo.date() if lo else None, hi.date() if hi else None)
 
     def verify(self, model: str | None = None) -> list[CorruptFile]:
         """Every file of the log (of one model) that does not read back whole, with the reason."""
-        return verify_parquet(self.files(model))
+        for _ in range(ATTEMPTS):
+            try:
+                return self._corrupt(self.files(model))
+            except Vanished:
+                continue
+        raise IntegrityError(f"prediction log {self.root}: the files kept changing while verified")
 
     def count(self, entity_key: Mapping[str, Any] | str) -> int:
         """Rows logged for one entity (in the canonical ``k=v[,k=v]`` form, or as a mapping)."""
         key = canonical_entity_key(entity_key)
-        files = self.files()
-        if not files:
-            return 0
 
-        def run(readable: list[str]) -> int:
-            if not readable:
-                return 0
-            con = duckdb.connect()
-            try:
-                sql = "SELECT count(*) FROM read_parquet(?, hive_partitioning = false) WHERE entity_key = ?"
-                row = con.execute(sql, [readable, key]).fetchone()
-                return int(row[0]) if row else 0
-            finally:
-                con.close()
+        def run(con: duckdb.DuckDBPyConnection, uris: list[str]) -> int:
+            sql = "SELECT count(*) FROM read_parquet(?, hive_partitioning = false) WHERE entity_key = ?"
+            row = con.execute(sql, [uris, key]).fetchone()
+            return int(row[0]) if row else 0
 
-        return read_skipping_corrupt(run, files, f"prediction log {self.root}")
+        return self._reading(run, 0)
+
+    # ------------------------------------------------------------ rewriting
+    def _whole(self, path: str, columns: list[str] | None = None) -> pa.Table:
+        """A file of the log; one that does not read back is an error that names it."""
+        try:
+            return self.place.read_table(path, columns)
+        except FileNotFoundError:
+            raise Vanished(f"{self.place.uri(path)} went away") from None
+        except Exception as exc:  # a damaged file: stop, naming it
+            raise IntegrityError(
+                f"the prediction log file {self.place.uri(path)} does not read back "
+                f"({type(exc).__name__}: {exc}); restore or remove it, then try again"
+            ) from None
 
     def erase(self, entity_key: Mapping[str, Any] | str) -> int:
         """Rewrite every file holding the entity's rows without them; returns the rows removed.
 
-        Each file is replaced atomically (temporary file, then rename); a file
-        left empty is deleted.
+        In each partition the files holding the entity are replaced by one file
+        of their other rows (none when nothing is left), atomically for readers;
+        passes repeat until no row of the entity is left (a compaction running
+        at the same time may have merged a file before it was rewritten).
 
         Raises:
             IntegrityError: A file of the log does not read back (it is named): it
@@ -343,18 +332,86 @@ class PredictionLog:
         """
         key = canonical_entity_key(entity_key)
         removed = 0
-        for path in self.files():
-            keys = _read_whole(path, ["entity_key"])["entity_key"]
-            if not pc.any(pc.equal(keys, key)).as_py():
+        for _ in range(ATTEMPTS):
+            try:
+                done, conflicts = self._erase_pass(key)
+            except Vanished:
                 continue
-            table = _read_whole(path)
-            keep = pc.fill_null(pc.not_equal(table["entity_key"], key), True)
-            kept = table.filter(keep)
-            if kept.num_rows == table.num_rows:
+            removed += done
+            if not conflicts and self.count(key) == 0:
+                return removed
+        raise IntegrityError(f"prediction log {self.root}: rows of {key} remain after {ATTEMPTS} passes")
+
+    def _erase_pass(self, key: str) -> tuple[int, int]:
+        removed = conflicts = 0
+        for part in self._partitions(None):
+            inputs, kept, gone = [], [], 0
+            for name in visible(part):
+                path = self.place.path(*part.parts, name)
+                if not pc.any(pc.equal(self._whole(path, ["entity_key"])["entity_key"], key)).as_py():
+                    continue
+                table = conform(self._whole(path))
+                rest = table.filter(pc.fill_null(pc.not_equal(table["entity_key"], key), True))
+                inputs.append(name)
+                kept.append(rest)
+                gone += table.num_rows - rest.num_rows
+            if not inputs:
                 continue
-            removed += table.num_rows - kept.num_rows
-            if kept.num_rows == 0:
-                Path(path).unlink(missing_ok=True)
+            if replace(self.place, part.parts, inputs, pa.concat_tables(kept)):
+                removed += gone
             else:
-                write_atomically(kept, Path(path))
-        return removed
+                conflicts += 1
+        return removed, conflicts
+
+    def compact(self, model: str | None = None, *, min_files: int = 2) -> CompactionResult:
+        """Merge each partition (model and date) of ``min_files`` files or more into one file.
+
+        Readers see the small files or the merged one, never both and never
+        neither; rows appended meanwhile land in new files and stay. A
+        partition with a file that does not read back is left alone and named
+        in ``skipped``; one another replacement changed meanwhile counts in
+        ``conflicts`` (it is merged next time).
+        """
+        if isinstance(min_files, bool) or not isinstance(min_files, int) or min_files < 2:
+            raise ValidationError(f"min_files {min_files!r} must be a whole number of at least 2")
+        result = CompactionResult()
+        for part in self._stable(lambda: self._partitions(model)):
+            names = visible(part)
+            result.files_before += len(names)
+            if len(names) < min_files:
+                collect_garbage(self.place, part.parts)
+                continue
+            merged = self._merge(part, names, result)
+            if merged is None:
+                continue
+            if replace(self.place, part.parts, names, merged):
+                result.partitions += 1
+                result.rows += merged.num_rows
+            else:
+                result.conflicts += 1
+        result.files_after = len(self.files(model))
+        return result
+
+    def _merge(self, part: Listing, names: list[str], result: CompactionResult) -> pa.Table | None:
+        tables = []
+        for name in names:
+            path = self.place.path(*part.parts, name)
+            try:
+                tables.append(conform(self.place.read_table(path)))
+            except FileNotFoundError:
+                result.conflicts += 1
+                return None
+            except Exception as exc:  # a damaged file: leave the partition as it is, naming the file
+                result.skipped.append(f"{self.place.uri(path)}: {type(exc).__name__}: {exc}")
+                return None
+        merged = pa.concat_tables(tables)
+        return merged.sort_by([("ts", "ascending"), ("request_id", "ascending")])
+
+    @staticmethod
+    def _stable(list_now: Callable[[], list[Listing]]) -> list[Listing]:
+        for _ in range(ATTEMPTS):
+            try:
+                return list_now()
+            except Vanished:
+                continue
+        raise IntegrityError("the prediction log's files kept changing while listed")
