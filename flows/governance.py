@@ -62,7 +62,11 @@ def compliance_audit(
 
 @flow(name="governance-report")
 def governance_report_flow(
-    model: str, version: str | None = None, out_dir: str = "governance"
+    model: str, version: str | None = None, out_dir: str | None = None
 ) -> dict[str, str]:
-    """Write a version's governance report (JSON) and model card, and publish the card."""
+    """Write a version's governance report (JSON) and model card, and publish the card.
+
+    ``out_dir`` is a folder or fsspec URL; by default ``governance`` under the
+    report root (``MLOPS_STORAGE_URL``'s ``reports``, else ``MLOPS_HOME/reports``).
+    """
     return export_governance_report(model, version, out_dir)

@@ -101,9 +101,13 @@ def check_performance(
 
 @flow(name="monitoring-report")
 def monitoring_report_flow(
-    model: str, version: str | None = None, evidently: bool = False, out_dir: str = "monitoring"
+    model: str, version: str | None = None, evidently: bool = False, out_dir: str | None = None
 ) -> dict[str, Any]:
-    """Publish a version's monitoring summary (and, if asked, Evidently's HTML drift report)."""
+    """Publish a version's monitoring summary (and, if asked, Evidently's HTML drift report).
+
+    The files go to ``out_dir`` (a folder or fsspec URL), by default ``monitoring``
+    under the report root (``MLOPS_STORAGE_URL``'s ``reports``, else ``MLOPS_HOME/reports``).
+    """
     return publish_monitoring_report(model, version, evidently, out_dir)
 
 

@@ -104,7 +104,10 @@ def report(
     evidently: Annotated[
         bool, typer.Option("--evidently", help="Also write Evidently's HTML drift report (slow).")
     ] = False,
-    out_dir: Annotated[str, typer.Option("--out", help="Folder for the Evidently report.")] = "monitoring",
+    out_dir: Annotated[
+        str | None,
+        typer.Option("--out", help="Folder or URL for the Evidently report (default: the report root)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Drift, performance, open alerts, health score and feature importance of a version."""
@@ -113,7 +116,7 @@ def report(
     with open_local_registry() as registry:
         found = monitoring_report(registry, name, version)
         if evidently:
-            found["evidently_html"] = str(evidently_html(registry, name, found["version"], out_dir))
+            found["evidently_html"] = evidently_html(registry, name, found["version"], out_dir)
     if as_json:
         render.emit_json(found)
         return

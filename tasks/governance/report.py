@@ -25,14 +25,15 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
+from blocks.settings import get_settings
 from storage.governance.lineage import LineageStore
 from storage.governance.reports import ReportStore
+from storage.objectstore import Place
 from storage.registry.approvals import ApprovalStore
 from storage.registry.core import Registry
 from storage.registry.reads import VersionRef
@@ -163,37 +164,50 @@ def _evidence_line(found: dict[str, Any] | None) -> str:
     return f"{'passed' if found['passed'] else 'FAILED'} — {found['summary']} ({found['at']})"
 
 
-def write_governance_report(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``<model>-v<n>-governance.json`` and ``...-model-card.md`` (temporary name, then rename)."""
-    folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+def report_place(out_dir: str | os.PathLike[str] | None = None) -> Place:
+    """Where governance reports go: ``out_dir`` (a folder or fsspec URL), else ``<report root>/governance``.
+
+    Example:
+        >>> report_place("s3://bucket/reports").url
+        's3://bucket/reports'
+    """
+    return Place(out_dir if out_dir is not None else f"{get_settings().resolved_report_root()}/governance")
+
+
+def write_governance_report(
+    report: dict[str, Any], out_dir: str | os.PathLike[str] | None = None
+) -> tuple[str, str]:
+    """Write ``<model>-v<n>-governance.json`` and ``...-model-card.md`` atomically; return their URIs.
+
+    ``out_dir`` is a folder or any fsspec URL (``s3://bucket/reports``); by
+    default the reports go to ``governance`` under the settings' report root
+    (``MLOPS_STORAGE_URL``'s ``reports``, else ``MLOPS_HOME/reports``).
+    """
+    place = report_place(out_dir)
     stem = f"{report['model'].replace('/', '_')}-v{report['version']}"
-    paths = (folder / f"{stem}-governance.json", folder / f"{stem}-model-card.md")
-    for path, text in zip(
-        paths, (json.dumps(report, indent=2, default=str), model_card(report)), strict=True
-    ):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    return paths
+    paths = (place.path(f"{stem}-governance.json"), place.path(f"{stem}-model-card.md"))
+    texts = (json.dumps(report, indent=2, default=str), model_card(report))
+    for path, text in zip(paths, texts, strict=True):
+        place.write_bytes(path, text.encode())
+    return place.uri(paths[0]), place.uri(paths[1])
 
 
 @task(name="export-governance-report")
 def export_governance_report(
     model: str,
     version: VersionRef | None = None,
-    out_dir: str = "governance",
+    out_dir: str | None = None,
     *,
     frameworks: Sequence[str] | None = None,
     registry_block: str | None = None,
 ) -> dict[str, str]:
-    """Write the JSON report and the model card, and publish the card as a Prefect artifact."""
+    """Write the JSON report and the model card (see :func:`write_governance_report`), publish the card."""
     report = governance_report(open_registry(registry_block), model, version, frameworks=frameworks)
-    json_path, card_path = write_governance_report(report, out_dir)
+    json_uri, card_uri = write_governance_report(report, out_dir)
     key = f"model-card-{model}-v{report['version']}".lower().replace("_", "-").replace("/", "-")
     markdown = model_card(report)
     link = console_line("version", model, report["version"])
     if link:
         markdown += f"\n{link}\n"
     create_markdown_artifact(markdown=markdown, key=key, description=f"{model} governance report")
-    return {"json": str(json_path), "model_card": str(card_path), "artifact": key}
+    return {"json": json_uri, "model_card": card_uri, "artifact": key}

@@ -17,18 +17,21 @@ Example:
 
 from __future__ import annotations
 
+import json
+import os
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from prefect import task
 
+from blocks.settings import get_settings
 from storage.governance.reports import ReportStore
 from storage.monitoring.alerts import AlertStore
 from storage.monitoring.health import model_health
 from storage.monitoring.prediction_log import PredictionLog
+from storage.objectstore import Place
 from storage.registry.core import Registry
 from storage.registry.reads import VersionRef
 from tasks.console_links import console_line
@@ -127,12 +130,16 @@ def evidently_html(
     registry: Registry,
     model: str,
     version: VersionRef,
-    out_dir: str | Path,
+    out_dir: str | os.PathLike[str] | None = None,
     *,
     window_hours: float = 24.0,
     max_rows: int = 5_000,
-) -> Path:
-    """Evidently's ``DataDriftPreset`` report (HTML) for the reference sample and the current window."""
+) -> str:
+    """Evidently's ``DataDriftPreset`` report (HTML) for the reference sample and the current window.
+
+    Written atomically to ``out_dir`` (a folder or fsspec URL, default
+    :func:`report_place`); returns the file's URI.
+    """
     from evidently import Report
     from evidently.presets import DataDriftPreset
 
@@ -154,17 +161,41 @@ def evidently_html(
     snapshot = Report([DataDriftPreset()]).run(
         current_data=current, reference_data=reference[current.columns]
     )
-    path = Path(out_dir) / f"{model.replace('/', '_')}-v{number}-evidently-drift.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    snapshot.save_html(str(path))
-    return path
+    place = report_place(out_dir)
+    path = place.path(f"{model.replace('/', '_')}-v{number}-evidently-drift.html")
+    place.write_bytes(path, snapshot.get_html_str(as_iframe=False).encode("utf-8"))
+    return place.uri(path)
+
+
+def report_place(out_dir: str | os.PathLike[str] | None = None) -> Place:
+    """Where monitoring reports go: ``out_dir`` (a folder or fsspec URL), else ``<report root>/monitoring``.
+
+    The report root is ``reports`` under ``MLOPS_STORAGE_URL``, else under ``MLOPS_HOME``.
+
+    Example:
+        >>> report_place("/tmp/reports").url
+        '/tmp/reports'
+    """
+    return Place(out_dir if out_dir is not None else f"{get_settings().resolved_report_root()}/monitoring")
+
+
+def write_monitoring_report(report: dict[str, Any], out_dir: str | os.PathLike[str] | None = None) -> str:
+    """Write the report as ``<model>-v<n>-monitoring.json`` atomically; return the file's URI."""
+    place = report_place(out_dir)
+    path = place.path(f"{report['model'].replace('/', '_')}-v{report['version']}-monitoring.json")
+    place.write_bytes(path, json.dumps(report, indent=2, default=str).encode())
+    return place.uri(path)
 
 
 @task(name="publish-monitoring-report")
 def publish_monitoring_report(
-    model: str, version: VersionRef | None = None, evidently: bool = False, out_dir: str = "monitoring"
+    model: str, version: VersionRef | None = None, evidently: bool = False, out_dir: str | None = None
 ) -> dict[str, Any]:
-    """Build the report, publish it as a markdown artifact, optionally write Evidently's HTML next to it."""
+    """Build the report, write it as JSON (``report_uri``), publish it as a markdown artifact.
+
+    With ``evidently`` Evidently's HTML goes next to the JSON (``evidently_html``).
+    ``out_dir`` is a folder or fsspec URL; by default :func:`report_place`.
+    """
     from prefect.artifacts import create_markdown_artifact
 
     from tasks.registry.steps import open_registry
@@ -172,10 +203,12 @@ def publish_monitoring_report(
     registry = open_registry()
     report = monitoring_report(registry, model, version)
     if evidently:
-        report["evidently_html"] = str(evidently_html(registry, model, report["version"], out_dir))
+        report["evidently_html"] = evidently_html(registry, model, report["version"], out_dir)
+    report["report_uri"] = write_monitoring_report(report, out_dir)
     markdown = report_markdown(report)
     if evidently:
         markdown += f"\nEvidently's drift report: `{report['evidently_html']}`\n"
+    markdown += f"\nThis report as JSON: `{report['report_uri']}`\n"
     create_markdown_artifact(
         markdown=markdown, key=f"monitoring-{model}".lower().replace("_", "-").replace("/", "-")
     )
