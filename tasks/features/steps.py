@@ -19,12 +19,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import pyarrow as pa
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 
+from storage.errors import ValidationError
 from storage.features.stats import statistics_table
 from storage.features.store import FeatureStore, read_table
+from storage.objectstore import Place
 
 
 def open_feature_store() -> FeatureStore:
@@ -53,8 +57,9 @@ def load_training_set(
     Reads the entity table (join keys, timestamps, labels) from a file, joins
     ``features`` point-in-time correctly and returns the frame with the
     feature versions used (``feature_refs``, for the model version's lineage)
-    and the null share per feature. With ``output_path`` the frame is also
-    written there as Parquet.
+    and the null share per feature. With ``output_path`` (a file path or an
+    fsspec URL such as ``s3://bucket/sets/train.parquet``) the frame is also
+    written there as Parquet, atomically; ``path`` is then its URI.
     """
     own = store is None
     fs = store or open_feature_store()
@@ -72,12 +77,26 @@ def load_training_set(
         "path": None,
     }
     if output_path is not None:
-        Path(output_path).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(f"{output_path}.tmp")
-        result.frame.to_parquet(tmp, index=False)
-        tmp.replace(output_path)
-        out["path"] = str(output_path)
+        out["path"] = write_frame(result.frame, output_path)
     return out
+
+
+def write_frame(frame: pd.DataFrame, output_path: str | Path) -> str:
+    """Write ``frame`` as Parquet to a file path or fsspec URL atomically; return the file's URI.
+
+    Example:
+        >>> import tempfile
+        >>> path = write_frame(pd.DataFrame({"x": [1]}), f"{tempfile.mkdtemp()}/sets/a.parquet")
+        >>> pd.read_parquet(path)["x"].tolist()
+        [1]
+    """
+    folder, _, name = str(output_path).rpartition("/")
+    if not name:
+        raise ValidationError(f"output_path {output_path}: names a folder; give a file name (.parquet)")
+    place = Place(folder or ".")
+    path = place.path(name)
+    place.write_table(path, pa.Table.from_pandas(frame, preserve_index=False))
+    return place.uri(path)
 
 
 @task(name="ingest-feature-batch", retries=2, retry_delay_seconds=1)

@@ -35,6 +35,7 @@ import pandas as pd
 import skops.io as sio
 from prefect import task
 
+from storage.objectstore import Place
 from storage.registry.model_format import (
     KERAS_FILE,
     ONNX_FILE,
@@ -358,7 +359,9 @@ def write_version_files(
 ) -> str:
     """Copy a version's files and its summary (``version.json``) to ``<output_dir>/<model>/v<version>/``.
 
-    Each file is written under a temporary name and renamed, so a retry never leaves a torn file.
+    ``output_dir`` is a folder or any fsspec URL (``s3://bucket/exports``). Each
+    file is written atomically, so a retry never leaves a torn file. Returns
+    the version folder's URI (a plain path for a folder).
 
     Example:
         >>> import tempfile, os
@@ -366,13 +369,8 @@ def write_version_files(
         >>> sorted(os.listdir(out))
         ['model.onnx', 'version.json']
     """
-    from pathlib import Path
-
-    folder = Path(output_dir) / model / f"v{version}"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = Place(output_dir).child(model, f"v{version}")
     payload = {**files, "version.json": json.dumps(summary, indent=2, sort_keys=True, default=str).encode()}
     for name, data in payload.items():
-        tmp = folder / f".{name}.tmp"
-        tmp.write_bytes(data)
-        tmp.replace(folder / name)
-    return str(folder)
+        folder.write_bytes(folder.path(name), data)
+    return folder.uri(folder.path())
