@@ -3,8 +3,9 @@
 ``train-model`` validates the config and runs ``training-pipeline`` on a Dask
 task runner (the config's ``dask_address``, ``MLOPS_DASK_ADDRESS``, or a local
 cluster). Stages 1-5 (load, validate, engineer, split, tune) are cached under
-``MLOPS_HOME/cache`` by a token of the config and the data's content, so a
-re-run after a later failure starts where it stopped. Other pipelines start it
+``cache`` of ``MLOPS_STORAGE_URL`` (else ``MLOPS_HOME``) by a token of the
+config and the data's content, so a re-run after a later failure starts where
+it stopped, on any worker. Other pipelines start it
 with ``run_deployment("train-model/<deployment>", parameters={"config": {...}})``.
 
 Example:
