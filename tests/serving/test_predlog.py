@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from serving.predlog import LogBatch, PredictionLogWriter, batch_records, prediction_json
 from serving.runtimes import Prediction
@@ -104,3 +106,35 @@ def test_column_writer_equals_the_validating_append(tmp_path: Path) -> None:
     slow.append([r for i in items for r in batch_records(i)])
     assert fast.read().equals(slow.read())
     assert len(fast.read()) == 5
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_the_writer_appends_on_while_the_log_is_compacted(
+    tmp_path: Path, where: str, request: pytest.FixtureRequest
+) -> None:
+    root = request.getfixturevalue("s3_url") + "/predictions" if where == "s3" else str(tmp_path)
+    log = PredictionLog(root)
+    writer = PredictionLogWriter(log, flush_rows=10_000, flush_s=60).start()
+    submitted, flushed, done = [0], threading.Event(), threading.Event()
+
+    def serve() -> None:  # one file per flush, until the compactions are over
+        while not done.is_set():
+            assert writer.submit(item(f"r{submitted[0]}", rows=2))
+            submitted[0] += 2
+            assert writer.flush(60)
+            flushed.set()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        merged = 0
+        for _ in range(3):
+            assert flushed.wait(60)
+            flushed.clear()
+            merged += PredictionLog(root).compact().partitions
+    finally:
+        done.set()
+        thread.join(60)
+        writer.close()
+    assert merged >= 1 and writer.rows_failed == 0
+    assert len(log.read(model="fraud")) == submitted[0] == writer.rows_written

@@ -77,3 +77,17 @@ def test_folder_joins_to_the_prediction_log(tmp_path: Path) -> None:
     joined = join_ground_truth(log, read_labels(tmp_path / "gt"))
     assert joined["label"].tolist() == [1, 0, 0]
     assert float(windowed_performance(joined).iloc[0]["accuracy"]) == pytest.approx(2 / 3)
+
+
+def test_ground_truth_under_the_storage_url_lives_on_s3(s3_url: str, tmp_path: Path) -> None:
+    from blocks.settings import MlopsSettings
+
+    log = GroundTruthLog.from_settings(MlopsSettings(home=tmp_path, storage_url=s3_url))
+    assert log.root == s3_url + "/ground_truth"
+    log.append([{"request_id": "a", "label": 1, "ts": "2026-01-01T00:00:00Z"}])
+    log.append(
+        [{"request_id": "a", "label": 0, "ts": "2026-01-02T00:00:00Z"}, {"request_id": "b", "label": 1}]
+    )
+    assert len(log.files()) == 2 and not any(tmp_path.rglob("*.parquet"))
+    again = read_labels(s3_url + "/ground_truth")
+    assert again["request_id"].tolist() == ["a", "b"] and again["label"].tolist() == [0, 1]
