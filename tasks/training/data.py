@@ -24,6 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import CacheKeyFnPolicy
@@ -32,7 +33,7 @@ from prefect.context import TaskRunContext
 from blocks.pipeline import PipelineConfig
 from blocks.settings import get_settings
 from storage.errors import ValidationError
-from storage.objectstore import is_remote
+from storage.objectstore import is_remote, read_frame
 from tasks.retry import maybe_fail, retry_unless_bad_input
 
 READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json", ".jsonl": "json"}
@@ -64,10 +65,18 @@ def file_hash(path: str | Path) -> str:
         'ba7816bf8f01'
     """
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    fs, where = fsspec.core.url_to_fs(str(path))
+    with fs.open(where, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _is_file(path: str | Path) -> bool:
+    """Whether ``path`` (a local path or an fsspec URL) is a file."""
+    fs, where = fsspec.core.url_to_fs(str(path))
+    fs.invalidate_cache()
+    return bool(fs.isfile(where))
 
 
 def frame_hash(frame: pd.DataFrame) -> str:
@@ -92,7 +101,12 @@ def _reader(path: Path) -> str:
 
 
 def read_dataset(path: str | Path) -> LoadedData:
-    """Read a CSV, Parquet or JSON (records or JSON lines) file; errors name the file."""
+    """Read a CSV, Parquet or JSON (or JSON lines) file, local or in an object store; errors name it."""
+    if is_remote(path):
+        frame = read_frame(path)
+        if frame.empty:
+            raise ValidationError(f"data source {path} has no rows")
+        return LoadedData(frame, str(path), file_hash(path))
     file = Path(path)
     kind = _reader(file)
     if not file.is_file():
@@ -142,11 +156,11 @@ def source_fingerprint(config: PipelineConfig) -> str:
     feature values themselves are hashed after loading (``LoadedData.dataset_hash``).
     """
     if config.feature_store is None:
-        path = Path(str(config.data_source))
-        return file_hash(path) if path.is_file() else f"missing:{path}"
+        path = str(config.data_source)
+        return file_hash(path) if _is_file(path) else f"missing:{path}"
     src = config.feature_store
-    entity = Path(src.entity_source)
-    base = file_hash(entity) if entity.is_file() else f"missing:{entity}"
+    entity = src.entity_source
+    base = file_hash(entity) if _is_file(entity) else f"missing:{entity}"
     return hashlib.sha256(f"{base}|{','.join(src.features)}|{src.timestamp_column}".encode()).hexdigest()
 
 
