@@ -42,6 +42,7 @@ Example:
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import logging
@@ -131,6 +132,21 @@ def _retire_list(place: Place, group: str, marker: str) -> frozenset[str]:
     return frozenset(body["retires"])
 
 
+def _part_files(place: Place, group: str) -> list[str]:
+    """Every ``date=*/part-*.parquet`` of the group, from one recursive listing (one request on S3)."""
+    place.fs.invalidate_cache()
+    try:
+        found = place.fs.find(place.path(group))
+    except FileNotFoundError:
+        return []
+    return sorted(
+        p
+        for p in map(str, found)
+        if fnmatch.fnmatchcase(relative(place, group, p), "date=*/part-*.parquet")
+        and relative(place, group, p).count("/") == 1
+    )
+
+
 def list_committed(
     place: Place, group: str, cache: MutableMapping[tuple[str, str], frozenset[str]] | None = None
 ) -> Listing:
@@ -156,7 +172,7 @@ def list_committed(
                     retires[m] = cache[(group, m)]
         except FileNotFoundError:
             continue  # dropped by a compaction since the listing
-        present = place.glob(group, "date=*", "part-*.parquet")
+        present = _part_files(place, group)
         if _markers(place, group) != before:
             continue
         markers = frozenset(before)
