@@ -38,7 +38,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import duckdb
 import fsspec
@@ -154,9 +154,14 @@ class Place:
 
     def _atomic(self, path: str, write: Callable[[BinaryIO], object]) -> None:
         if not self.is_local:
+            handle = self.fs.open(path, "wb")
             try:
-                with self.fs.open(path, "wb") as handle:
-                    write(handle)
+                write(handle)
+            except BaseException:
+                _abandon(handle)  # closing would publish what was written so far
+                raise
+            try:
+                handle.close()
             except OSError as exc:
                 raise self._full(exc, path) from exc
             return
@@ -186,6 +191,16 @@ class Place:
         for path in paths:
             with contextlib.suppress(FileNotFoundError):
                 self.fs.rm_file(path)
+
+
+def _abandon(handle: Any) -> None:
+    """Throw away an object store upload in progress (its object never appears)."""
+    discard = getattr(handle, "discard", None)
+    if callable(discard):
+        with contextlib.suppress(Exception):
+            discard()
+    with contextlib.suppress(Exception):
+        handle.closed = True  # a later close (or garbage collection) must not upload it
 
 
 def read_frame(url: str | os.PathLike[str]) -> pd.DataFrame:

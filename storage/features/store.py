@@ -27,7 +27,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from storage.features.definitions import Feature, FeatureDefinitions, FeatureGro
 from storage.features.offline import IngestResult, OfflineStore
 from storage.features.online import OnlineStore, entity_key, open_online_store
 from storage.features.stats import describe, load_stats, save_stats
+from storage.objectstore import read_frame
 
 Spec = tuple[FeatureGroup, list[Feature]]
 
@@ -413,10 +413,11 @@ def training_frame(
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """A Parquet, CSV or JSON-lines file as a frame (by extension).
+    """A Parquet, CSV or JSON-lines file as a frame (by extension), from a folder or an object store.
 
-    ``~`` and environment variables in the path are expanded, so a schedule's
-    parameters can say ``${MLOPS_HOME}/fraud/holdout.csv``.
+    ``~`` and environment variables in a local path are expanded, so a
+    schedule's parameters can say ``${MLOPS_HOME}/fraud/holdout.csv``; an
+    ``s3://`` (any fsspec) URL is read through the object store.
 
     Example:
         >>> import tempfile, pandas as pd
@@ -425,14 +426,4 @@ def read_table(path: str | Path) -> pd.DataFrame:
         >>> read_table(p)["driver_id"].tolist()
         [1]
     """
-    p = Path(os.path.expandvars(os.path.expanduser(str(path))))
-    if not p.is_file():
-        raise ValidationError(f"file {str(p)!r} does not exist")
-    suffix = p.suffix.lower()
-    if suffix == ".parquet":
-        return pd.read_parquet(p)
-    if suffix == ".csv":
-        return pd.read_csv(p)
-    if suffix in (".json", ".jsonl"):
-        return pd.read_json(p, lines=suffix == ".jsonl")
-    raise ValidationError(f"file {str(p)!r}: expected .parquet, .csv, .json or .jsonl")
+    return read_frame(path)

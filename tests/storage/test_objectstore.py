@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -117,3 +118,21 @@ def test_read_frame_names_the_missing_or_unknown_file(place: Place) -> None:
     place.write_bytes(place.path("bad.parquet"), b"not parquet")
     with pytest.raises(ValidationError, match=r"bad\.parquet' cannot be read as parquet"):
         read_frame(place.uri(place.path("bad.parquet")))
+
+
+def test_a_failed_write_to_s3_publishes_nothing(s3_url: str) -> None:
+    import gc
+
+    place = Place(s3_url)
+    path = place.path("half.bin")
+
+    def fail_midway(handle: Any) -> None:
+        handle.write(b"x" * 1000)
+        raise RuntimeError("the writer failed")
+
+    with pytest.raises(RuntimeError, match="writer failed"):
+        place._atomic(path, fail_midway)
+    gc.collect()
+    assert not place.exists(path)
+    place.write_bytes(path, b"whole")
+    assert place.read_bytes(path) == b"whole"
