@@ -36,7 +36,7 @@ def add_feedback_routes(app: FastAPI, state: ServerState) -> None:
             raise RequestError(f"too many labels: {len(items)} (at most {state.settings.max_batch_rows})")
         truth = state.ground_truth or GroundTruthLog.from_settings()
         path = await run_in_threadpool(truth.append, items)
-        return json_response({"stored": len(items), "file": path.name})
+        return json_response({"stored": len(items), "file": str(path).rsplit("/", 1)[-1]})
 
     @app.post("/v1/feedback", tags=["feedback"], openapi_extra=body_schema(p.FeedbackItem), responses=errors)
     async def feedback_v1(request: Request) -> Response:
