@@ -42,7 +42,6 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,7 +57,8 @@ from storage.errors import NotFoundError, ValidationError
 from storage.features.online import OnlineStore, RedisOnlineStore, SQLiteOnlineStore, entity_key
 from storage.features.records import FeatureGroup, check_identifier
 from storage.features.store import FeatureStore
-from storage.monitoring.prediction_log import PredictionLog, canonical_entity_key, write_atomically
+from storage.monitoring.prediction_log import PredictionLog, canonical_entity_key
+from storage.objectstore import Place
 from storage.registry.records import Record
 
 PREDICTION_LOG = "prediction_log"
@@ -94,9 +94,9 @@ def _groups(store: FeatureStore, keys: Mapping[str, str]) -> list[FeatureGroup]:
     return [g for g in store.definitions.list_groups() if set(g.join_keys) <= set(keys)]
 
 
-def _part_files(store: FeatureStore, group: str) -> list[Path]:
-    """Every stored part file of a group, committed or left by a crashed batch."""
-    return sorted(store.offline.group_dir(group).glob("date=*/part-*.parquet"))
+def _part_files(store: FeatureStore, group: str) -> list[str]:
+    """Every stored part file of a group (folder or object store), committed or left by a crashed batch."""
+    return store.offline.place.glob(check_identifier(group, "group name"), "date=*", "part-*.parquet")
 
 
 def _matches(table: pa.Table, group: FeatureGroup, keys: Mapping[str, str]) -> pa.ChunkedArray:
@@ -111,32 +111,34 @@ def _matches(table: pa.Table, group: FeatureGroup, keys: Mapping[str, str]) -> p
 
 
 def _erase_offline(store: FeatureStore, group: FeatureGroup, keys: Mapping[str, str]) -> int:
-    removed = 0
+    place, removed = store.offline.place, 0
     for path in _part_files(store, group.name):
-        if not _count_file(path, group, keys):  # reads the join-key columns only
+        if not _count_file(place, path, group, keys):  # reads the join-key columns only
             continue
-        table = pq.ParquetFile(path).read()
+        table = place.read_table(path)
         drop = _matches(table, group, keys)
         n = pc.sum(drop).as_py() or 0
         kept = table.filter(pc.invert(drop))
         if kept.num_rows == 0:
-            path.unlink(missing_ok=True)
+            place.remove([path])
         else:
-            write_atomically(kept, path)
+            place.write_table(path, kept)  # the same name: its commit marker still applies
         removed += n
     return removed
 
 
-def _count_file(path: Path, group: FeatureGroup, keys: Mapping[str, str]) -> int:
-    present = set(pq.read_schema(path).names)
+def _count_file(place: Place, path: str, group: FeatureGroup, keys: Mapping[str, str]) -> int:
+    with place.fs.open(path, "rb") as handle:
+        present = set(pq.read_schema(handle).names)
     if not set(group.join_keys) <= present:
         return 0
-    table = pq.ParquetFile(path).read(columns=list(group.join_keys))
+    table = place.read_table(path, columns=list(group.join_keys))
     return int(pc.sum(_matches(table, group, keys)).as_py() or 0)
 
 
 def _count_offline(store: FeatureStore, group: FeatureGroup, keys: Mapping[str, str]) -> int:
-    return sum(_count_file(path, group, keys) for path in _part_files(store, group.name))
+    place = store.offline.place
+    return sum(_count_file(place, path, group, keys) for path in _part_files(store, group.name))
 
 
 def _online_key(group: FeatureGroup, keys: Mapping[str, str]) -> str:

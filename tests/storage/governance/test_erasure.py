@@ -22,9 +22,17 @@ from storage.schema import erasures
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 
 
+@pytest.fixture(params=["local", "s3"])
+def files_root(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where the offline store and the prediction log keep their files: a folder, or a real S3 API."""
+    if request.param == "local":
+        return str(tmp_path)
+    return str(request.getfixturevalue("s3_url"))
+
+
 @pytest.fixture
-def store(db: Database, tmp_path: Path, online_url: str) -> Iterator[FeatureStore]:
-    s = FeatureStore(db, str(tmp_path / "features"), online_url, actor="tester")
+def store(db: Database, files_root: str, online_url: str) -> Iterator[FeatureStore]:
+    s = FeatureStore(db, f"{files_root}/features", online_url, actor="tester")
     d = s.definitions
     d.create_entity("card", join_keys=["card_id"])
     d.create_group("card_stats", entity="card", event_time_column="ts")
@@ -50,8 +58,8 @@ def store(db: Database, tmp_path: Path, online_url: str) -> Iterator[FeatureStor
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> PredictionLog:
-    plog = PredictionLog(tmp_path / "predictions")
+def log(files_root: str) -> PredictionLog:
+    plog = PredictionLog(f"{files_root}/predictions")
     plog.append(
         [
             {"request_id": f"r{i}", "model": "fraud", "version": 1, "ts": T0, "prediction": 0.5,
@@ -79,7 +87,7 @@ def test_erase_removes_the_entity_everywhere_and_nothing_else(
     assert result.verified and result.entity_key == "card_id=1"
     # offline: the committed files still read, without card 1
     assert sorted(_offline(store, "card_stats", "spend")["card_id"].tolist()) == [2, 3]
-    assert not list(store.offline.group_dir("card_stats").rglob("*.tmp"))
+    assert not store.offline.place.glob("card_stats", "**", "*.tmp")
     # online: gone for card 1, others untouched
     assert store.online.read("card_stats", ["1", "2", "3"])[0] is None
     assert [r is not None for r in store.online.read("card_stats", ["2", "3"])] == [True, True]
