@@ -256,8 +256,10 @@ def run_trial_chunk(
     owed = n_trials - _resume_chunk(study, chunk)
 
     def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
-        trial.set_user_attr(WORKER_ATTR, worker)  # each attribute is a write to the storage
+        # Each attribute is a write of its own: the chunk first, so that a trial seen on a worker
+        # always names its chunk, and the chunk's next attempt can abandon it if the worker dies.
         trial.set_user_attr(CHUNK_ATTR, chunk)
+        trial.set_user_attr(WORKER_ATTR, worker)
         done.append(trial.number)
         if objectives:
             return multi_objective_scores(suggest(trial, space), spec, X, y, objectives, folds)
