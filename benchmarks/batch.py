@@ -12,7 +12,13 @@ CSV file, and the clock runs from the command's start to the output on disk.
   input order and renamed into place, lineage recorded), in this process,
   after one warm-up run on a small file (Prefect's temporary server and the
   cluster start outside the clock; the flow's own overhead is inside it);
-  also ``mlops predict`` as a fresh process, clock from process start.
+  also ``mlops predict`` as a fresh process, clock from process start: with
+  no Prefect API configured (the benchmark's subprocess has none) it scores
+  in-process without a flow run (its default), and with ``--flow`` (the flow,
+  so Prefect's temporary server starts inside the clock).
+* **model alone**: ONNX Runtime on the whole file's columns already in memory
+  (one session, its default threads, 250,000-row batches), no I/O, no
+  orchestration: the floor any orchestration of this model sits on.
 * **MLflow**: ``mlflow models predict -m MODEL -i IN.csv -t csv -o OUT.csv
   --env-manager local`` in MLflow's own virtualenv (``--mlflow-python``;
   ``benchmarks/.work/mlflow-venv`` by default), clock from process start.
@@ -93,14 +99,33 @@ def ours(work: Path, chunk_rows: int, workers: int) -> dict[str, Any]:
     return {"seconds": seconds, "rows": result["rows"], "chunks": result["chunks"]}
 
 
-def ours_cli(work: Path, chunk_rows: int, workers: int) -> dict[str, Any]:
+def ours_cli(work: Path, chunk_rows: int, workers: int, *extra: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     start = time.perf_counter()
     subprocess.run(
         [str(ROOT / ".venv" / "bin" / "mlops"), "predict", "fraud", "-i", str(work / "input.csv"),
          "-o", str(work / "ours-cli.csv"), "--chunk-rows", str(chunk_rows), "--workers", str(workers),
-         "--no-progress"],
-        check=True, env=os.environ, capture_output=True,
+         "--no-progress", *extra],
+        check=True, env=env, capture_output=True,
     )  # fmt: skip
+    return {"seconds": time.perf_counter() - start}
+
+
+def model_alone(work: Path) -> dict[str, Any]:
+    """ONNX Runtime alone on the input's columns in memory (the version's own session)."""
+    import pandas as pd
+
+    from serving.protocol import Batch
+    from tasks.batch.scoring import runtime_for
+
+    runtime = runtime_for("fraud", 1)
+    frame = pd.read_csv(work / "input.csv")
+    columns = {"amount": frame["amount"].to_numpy(), "age": frame["age"].to_numpy(),
+               "country": frame["country"].to_numpy(dtype=object)}  # fmt: skip
+    step = 250_000
+    start = time.perf_counter()
+    for i in range(0, len(frame), step):
+        runtime.predict(Batch({k: v[i : i + step] for k, v in columns.items()}, min(step, len(frame) - i)))
     return {"seconds": time.perf_counter() - start}
 
 
@@ -165,16 +190,20 @@ def main() -> None:
     with prefect_test_harness(server_startup_timeout=120):
         report["ours"] = ours(work, args.chunk_rows, args.workers)
     report["ours"]["rows_per_minute"] = args.rows / report["ours"]["seconds"] * 60
+    report["model_alone"] = model_alone(work)
     if not args.skip_cli:
         report["ours_cli"] = ours_cli(work, args.chunk_rows, args.workers)
         report["ours_cli"]["rows_per_minute"] = args.rows / report["ours_cli"]["seconds"] * 60
+        report["ours_cli_flow"] = ours_cli(work, args.chunk_rows, args.workers, "--flow")
     has_mlflow = not args.skip_mlflow and args.mlflow_python.exists()
     if has_mlflow:
         report["mlflow"] = mlflow(work, args.mlflow_python)
         report["mlflow"]["rows_per_minute"] = args.rows / report["mlflow"]["seconds"] * 60
         report["vs_mlflow"] = report["mlflow"]["seconds"] / report["ours"]["seconds"]
+        report["model_alone_vs_mlflow"] = report["mlflow"]["seconds"] / report["model_alone"]["seconds"]
         if "ours_cli" in report:
             report["cli_vs_mlflow"] = report["mlflow"]["seconds"] / report["ours_cli"]["seconds"]
+            report["cli_flow_vs_mlflow"] = report["mlflow"]["seconds"] / report["ours_cli_flow"]["seconds"]
     report["check"] = check_same(work, has_mlflow)
     report["targets"] = TARGETS
     print(json.dumps(report, indent=2, default=str))

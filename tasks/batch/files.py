@@ -74,8 +74,16 @@ class Chunk:
     first_row: int | None = None  # the chunk's first row in the file (known for Parquet)
 
 
-def plan_chunks(url: str, *, chunk_rows: int = 250_000, chunk_bytes: int | None = None) -> list[Chunk]:
-    """The chunks of ``url``, about ``chunk_rows`` rows each (CSV: estimated from the first lines)."""
+def plan_chunks(
+    url: str, *, chunk_rows: int = 250_000, chunk_bytes: int | None = None, parallel: int = 1
+) -> list[Chunk]:
+    """The chunks of ``url``, about ``chunk_rows`` rows each (CSV: estimated from the first lines).
+
+    ``parallel`` (the threads that will score them) evens the work out: the
+    chunk count is rounded up to a multiple of it and the chunks are cut to
+    about equal sizes, so no thread scores a last, lone chunk while the others
+    wait. An explicit ``chunk_bytes`` (CSV) is taken as given.
+    """
     url = expand(url)
     fmt = file_format(url)
     fs, path = fsspec.core.url_to_fs(url)
@@ -84,16 +92,19 @@ def plan_chunks(url: str, *, chunk_rows: int = 250_000, chunk_bytes: int | None 
     if fmt == "parquet":
         with fs.open(path, "rb") as f:
             meta = pq.ParquetFile(f).metadata
+        sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        if parallel > 1 and sum(sizes):
+            chunk_rows = -(-sum(sizes) // _balanced(sum(sizes) / chunk_rows, parallel))
         groups: list[list[int]] = [[]]
         firsts, rows, total = [0], 0, 0
-        for g in range(meta.num_row_groups):
+        for g, size in enumerate(sizes):
             if rows >= chunk_rows:
                 groups.append([])
                 firsts.append(total)
                 rows = 0
             groups[-1].append(g)
-            rows += meta.row_group(g).num_rows
-            total += meta.row_group(g).num_rows
+            rows += size
+            total += size
         return [Chunk(i, url, fmt, row_groups=tuple(g), first_row=firsts[i]) for i, g in enumerate(groups)]
     size = fs.size(path)
     with fs.open(path, "rb") as f:
@@ -106,12 +117,25 @@ def plan_chunks(url: str, *, chunk_rows: int = 250_000, chunk_bytes: int | None 
     if chunk_bytes is None:
         sample = head[header_end:]
         per_row = max(1, len(sample) // max(1, sample.count(b"\n")))
-        chunk_bytes = max(1 << 14, chunk_rows * per_row)
+        body = max(1, size - header_end)
+        count = _balanced(body / max(1 << 14, chunk_rows * per_row), parallel)  # chunks of 16 KiB or more
+        chunk_bytes = -(-body // count)
     starts = list(range(header_end, max(size, header_end + 1), chunk_bytes))
     return [
         Chunk(i, url, fmt, start=s, end=min(s + chunk_bytes, size), header_end=header_end)
         for i, s in enumerate(starts)
     ]
+
+
+def _balanced(chunks: float, parallel: int) -> int:
+    """``chunks`` rounded to a whole count (at least 1), then up to a multiple of ``parallel``.
+
+    >>> _balanced(4.1, 1), _balanced(4.1, 2), _balanced(5.0, 2), _balanced(0.3, 2)
+    (4, 4, 6, 2)
+    """
+    count = max(1, round(chunks))
+    step = max(1, parallel)
+    return -(-count // step) * step
 
 
 def _csv_lines(chunk: Chunk) -> tuple[bytes, bytes]:
@@ -180,6 +204,13 @@ def write_part(table: pa.Table, output: str, job_id: str, index: int) -> str:
             pacsv.write_csv(table, f, pacsv.WriteOptions(include_header=index == 0))
     _replace(fs, temp, final)
     return final
+
+
+def discard_parts(output: str, job_id: str) -> None:
+    """Remove a failed job's parts (the output itself is never touched)."""
+    fs, root = fsspec.core.url_to_fs(parts_folder(output, job_id))
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
 
 
 def merge_parts(output: str, job_id: str, count: int) -> int:

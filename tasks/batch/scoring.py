@@ -1,4 +1,4 @@
-"""Batch scoring tasks: load a version's runtime once per process, score a chunk, record the job.
+"""Batch scoring functions: load a version's runtime once per process, score a chunk, record the job.
 
 A chunk's rows keep every input column and gain the prediction columns:
 ``prediction`` (the label, or a regressor's value), ``probability_<class>``
@@ -9,6 +9,11 @@ not fit its signature type fails the job with the file row named.
 The version's runtime is the model server's (:func:`serving.runtimes.load_runtime`,
 files read through the registry with their checksums verified), so a batch
 score equals the online one for the same row.
+
+Nothing here imports Prefect: the ``score-chunk`` Prefect task wraps
+:func:`score_chunk_fn` in :mod:`tasks.batch.steps`, and ``mlops predict
+--no-flow`` (:mod:`tasks.batch.local`) calls the same functions without a flow
+run, so a shell that never talks to Prefect does not pay for importing it.
 
 Example:
     >>> prediction_columns("classification", (0, 1))
@@ -24,17 +29,17 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from serving.codec import RequestError, convert_column
 from serving.protocol import Batch
 from serving.runtimes import Runtime, load_runtime
-from storage.errors import ValidationError
+from storage.errors import NotFoundError, ValidationError
 from storage.registry.core import Registry
 from tasks.batch.files import Chunk, read_chunk, write_part
 
 _LOCK = threading.Lock()
+#: Where the version comes from when none is named: the serving default.
+DEFAULT_REFS = ("@champion", "production", "latest")
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,19 @@ class BatchJob:
     input: str
     output: str
     trust_pickle: bool = False
+
+
+def resolve_version(registry: Registry, model: str, version: str | None) -> int:
+    """The version number ``version`` points at now (the serving default when None)."""
+    if version not in (None, ""):
+        return registry.get_version(model, version).number
+    for ref in DEFAULT_REFS:
+        try:
+            return registry.get_version(model, ref).number
+        except NotFoundError:
+            continue
+    registry.get_model(model)
+    raise NotFoundError(f"model {model!r} has no versions")
 
 
 @functools.lru_cache(maxsize=8)
@@ -149,11 +167,6 @@ def score_chunk_fn(job: BatchJob, chunk: Chunk) -> int:
     scored = score_table(runtime, table, job.model, job.version, chunk.first_row, where)
     write_part(scored, job.output, job.job_id, chunk.index)
     return int(scored.num_rows)
-
-
-score_chunk = task(name="score-chunk", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)(
-    score_chunk_fn
-)
 
 
 def record_lineage(registry: Registry, job: BatchJob, rows: int) -> dict[str, str]:

@@ -1,4 +1,8 @@
-"""The batch-predict flow and ``mlops predict``: chunks on Dask, order kept, version recorded, lineage."""
+"""The batch-predict flow and ``mlops predict``: chunks on Dask, order kept, version recorded, lineage.
+
+The flow is one flow run whose ``score-chunk`` task runs are its children; a
+failed chunk leaves no parts and the previous output untouched.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import fsspec
 import numpy as np
 import pandas as pd
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
 from typer.testing import CliRunner
 
 from flows.batch import batch_predict
@@ -16,7 +22,7 @@ from mlops.cli import app
 from serving.models import ModelCache
 from serving.protocol import Batch
 from serving.testing import demo_frame, register_demo
-from storage.errors import NotFoundError
+from storage.errors import NotFoundError, ValidationError
 from storage.governance.lineage import LineageStore
 from storage.registry.core import Registry
 
@@ -96,3 +102,46 @@ def test_mlops_predict_command(registry: Registry, dask_cluster: Any, tmp_path: 
     )
     assert bad.exit_code == 1 and "error:" in bad.output
     assert len(pd.read_csv(target)) == 200
+
+
+def test_one_flow_run_with_a_task_run_per_chunk(
+    registry: Registry, dask_cluster: Any, tmp_path: Path
+) -> None:
+    source, target = tmp_path / "in.csv", tmp_path / "scores.csv"
+    frame = demo_frame(3000, seed=5)
+    frame.to_csv(source, index=False)
+    result = batch_predict(
+        model="fraud", input=str(source), output=str(target), chunk_rows=500,
+        dask_address=dask_cluster.scheduler_address,
+    )  # fmt: skip
+    assert result["chunks"] % 2 == 0  # balanced over the cluster's two threads
+    with get_client(sync_client=True) as client:
+        run_id = result["flow_run_id"]
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id]))
+        )
+    chunk_runs = [t for t in tasks if t.task_key.startswith("score")]
+    assert len(chunk_runs) == result["chunks"] and all(t.state and t.state.is_completed() for t in chunk_runs)
+    assert children == []  # no nested flow run
+    scored = pd.read_csv(target)
+    np.testing.assert_allclose(
+        scored[["probability_0", "probability_1"]], expected(registry, "1", frame), atol=1e-9
+    )
+
+
+def test_a_failed_chunk_leaves_the_previous_output_and_no_parts(
+    registry: Registry, dask_cluster: Any, tmp_path: Path
+) -> None:
+    source, target = tmp_path / "in.csv", tmp_path / "scores.csv"
+    target.write_text("previous output\n")
+    frame = demo_frame(2000, seed=6).astype({"amount": object})
+    frame.loc[1700, "amount"] = "n/a"  # in a later chunk only
+    frame.to_csv(source, index=False)
+    with pytest.raises(ValidationError, match=r"chunk [1-9]\): column 'amount'"):
+        batch_predict(
+            model="fraud", input=str(source), output=str(target), chunk_rows=400,
+            dask_address=dask_cluster.scheduler_address,
+        )  # fmt: skip
+    assert target.read_text() == "previous output\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no parts, no temp file

@@ -73,6 +73,7 @@ def test_score_table_matches_the_server_runtime_and_names_bad_rows(registry: Reg
     columns["country"] = columns["country"].astype(object)
     want = loaded.runtime.predict(Batch(columns, 50))
     np.testing.assert_array_equal(scored["prediction"], want.labels)
+    assert want.probabilities is not None
     np.testing.assert_allclose(scored[["probability_0", "probability_1"]], want.probabilities, atol=1e-12)
     assert set(scored["model_version"]) == {1} and set(scored["model"]) == {"fraud"}
     bad = frame.astype({"age": float})
