@@ -52,7 +52,6 @@ LIFECYCLE = {
 #: Flows of flows/ without a deployment of their own, and why.
 NOT_DEPLOYED = {
     "training-pipeline": "subflow of train-model, that picks its task runner from the config",
-    "batch-predict-chunks": "subflow of batch-predict, run on the task runner batch-predict sets up",
     "cluster-probe": "subflow of cluster-check, run on the cluster cluster-check connects to",
 }
 #: The guides that name flows: every flow named there can be started from a deployment.
