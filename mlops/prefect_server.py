@@ -79,6 +79,34 @@ def ensure_work_pool(api_url: str, env: dict[str, str], pool: str = WORK_POOL) -
     return True
 
 
+RESULTS_BLOCK = "mlops-results"
+
+
+def ensure_result_storage(api_url: str, storage_url: str, name: str = RESULTS_BLOCK) -> dict[str, str]:
+    """Save a ``RemoteFileSystem`` block for flow and task results under ``storage_url/prefect-results``.
+
+    Across machines a result must live where every process reads it: a
+    ``run_deployment`` caller on another host reads the flow's return value
+    from the object store, not from the worker's disk. Credentials are not
+    saved in the block: each process's fsspec filesystem reads its own
+    ``AWS_*`` variables.
+
+    Returns:
+        The Prefect settings that make every process persist results there
+        (set them on workers, Dask workers and callers).
+    """
+    from prefect.filesystems import RemoteFileSystem
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    basepath = f"{storage_url.rstrip('/')}/prefect-results"
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        RemoteFileSystem(basepath=basepath).save(name, overwrite=True)
+    return {
+        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+        "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": f"remote-file-system/{name}",
+    }
+
+
 def start_prefect_server(
     home: Path | None = None, port: int | None = None, timeout: float = 120.0
 ) -> tuple[ServiceRecord, str]:
