@@ -55,15 +55,20 @@ def named_in(error: BaseException, files: Sequence[str]) -> list[str]:
     return [f for f in files if f in text]
 
 
-def unreadable_files(error: BaseException, files: Sequence[str]) -> list[CorruptFile]:
-    """The files a DuckDB error is about: those it names, else (a read error) those that do not read."""
+def unreadable_files(
+    error: BaseException, files: Sequence[str], read: Callable[[str], object] | None = None
+) -> list[CorruptFile]:
+    """The files a DuckDB error is about: those it names, else (a read error) those that do not read.
+
+    ``read`` reads one file whole (default: pyarrow on a local path); see :func:`verify_parquet`.
+    """
     reason = f"{type(error).__name__}: {error}"
     named = named_in(error, files)
     if named:
         return [CorruptFile(path, reason) for path in named]
     reading = (duckdb.IOException, duckdb.InvalidInputException, duckdb.InternalException)
     if isinstance(error, reading) or type(error) is duckdb.Error:
-        return verify_parquet(files)
+        return verify_parquet(files, read)
     return []  # a binder, parser or conversion error: not a damaged file
 
 
@@ -99,14 +104,18 @@ def read_skipping_corrupt(
             remaining = [f for f in remaining if f not in gone]
 
 
-def verify_parquet(files: Sequence[str]) -> list[CorruptFile]:
-    """Every file of ``files`` that pyarrow cannot read whole, with the reason (the others read back)."""
+def verify_parquet(files: Sequence[str], read: Callable[[str], object] | None = None) -> list[CorruptFile]:
+    """Every file of ``files`` that cannot be read whole, with the reason (the others read back).
+
+    ``read`` reads one file (an object store's ``Place.read_table``); pyarrow on a local path by default.
+    """
     import pyarrow.parquet as pq
 
+    read_whole = read or pq.read_table
     corrupt = []
     for path in files:
         try:
-            pq.read_table(path)
+            read_whole(path)
         except Exception as exc:  # any failure to read back is what this check reports
             corrupt.append(CorruptFile(path, f"{type(exc).__name__}: {exc}"))
     return corrupt

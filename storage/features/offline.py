@@ -68,7 +68,7 @@ from storage.features.pit import GroupSpec, decode
 from storage.features.records import Feature, FeatureGroup, check_identifier, quote
 from storage.features.validation import DUCK_TYPES, ROW, SEQ, IngestResult, validate_batch
 from storage.objectstore import Place, duckdb_connection
-from storage.parquet_files import CorruptFile, named_in
+from storage.parquet_files import CorruptFile, unreadable_files, verify_parquet
 
 __all__ = ["CompactionResult", "GroupSpec", "IngestResult", "OfflineStore", "validate_batch"]
 
@@ -145,7 +145,7 @@ class OfflineStore:
                 if any(self.files(g) != listed for g, listed in seen.items()):
                     continue  # a compaction or a batch changed the files under the read: read again
                 readable = [f for listed in seen.values() for f in listed]
-                bad = self._unreadable_files(exc, readable)
+                bad = unreadable_files(exc, readable, self.place.read_table)
                 if not bad:
                     raise
                 for found in bad:
@@ -162,29 +162,9 @@ class OfflineStore:
                 self._reads.seen = None
         raise RuntimeError(f"offline store {self.root}: the files kept changing during {RETRIES} reads")
 
-    def _unreadable_files(self, error: duckdb.Error, files: Sequence[str]) -> list[CorruptFile]:
-        """The files a DuckDB error is about: those it names, else (a read error) those that do not read."""
-        reason = f"{type(error).__name__}: {error}"
-        named = named_in(error, files)
-        if named:
-            return [CorruptFile(path, reason) for path in named]
-        reading = (duckdb.IOException, duckdb.InvalidInputException, duckdb.InternalException)
-        if isinstance(error, reading) or type(error) is duckdb.Error:
-            return self._verify(files)
-        return []  # a binder, parser or conversion error: not a damaged file
-
-    def _verify(self, files: Sequence[str]) -> list[CorruptFile]:
-        corrupt = []
-        for path in files:
-            try:
-                self.place.read_table(path)
-            except Exception as exc:  # any failure to read back is what this check reports
-                corrupt.append(CorruptFile(path, f"{type(exc).__name__}: {exc}"))
-        return corrupt
-
     def verify(self, group: str) -> list[CorruptFile]:
         """Every committed file of ``group`` that does not read back whole, with the reason."""
-        return self._verify(self._committed(group))
+        return verify_parquet(self._committed(group), self.place.read_table)
 
     # ------------------------------------------------------------ writing
     def ingest(self, group: FeatureGroup, feats: Sequence[Feature], df: pd.DataFrame) -> IngestResult:
