@@ -212,9 +212,7 @@ class Cluster:
 
     def deploy(self, names: list[str]) -> None:
         """Register deployments of prefect.yaml from a "laptop" host (its flows run in the project folder)."""
-        laptop = self.host("laptop")
-        env_home = laptop.home
-        deploy_prefect_yaml(self.prefect_api, names, project_dir=ROOT, home=env_home)
+        deploy_prefect_yaml(self.prefect_api, names, project_dir=ROOT, home=self.host("laptop").home)
 
     def _create_bucket(self) -> None:
         import boto3
