@@ -118,6 +118,11 @@ class ServingMetrics:
             "Rows waiting to be written to the prediction log.",
             registry=r,
         )
+        self.log_longest_write = Gauge(
+            "mlops_prediction_log_longest_write_seconds",
+            "Longest prediction log write so far, from taking the rows to their file being in place.",
+            registry=r,
+        )
 
     def observe(
         self, endpoint: str, variant: str, model: str, version: str, seconds: float, *, rows: int = 1

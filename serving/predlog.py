@@ -41,6 +41,7 @@ import collections
 import json
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -222,6 +223,7 @@ class PredictionLogWriter:
         self.rows_written = 0
         self.rows_dropped = 0
         self.rows_failed = 0
+        self.longest_write_s = 0.0
         self._waiting = 0
         self._lock = threading.Lock()
         # Batches go on a deque without waking the writer; it wakes every flush_s, or at once
@@ -311,12 +313,14 @@ class PredictionLogWriter:
                     pending.append(item)
             if pending:
                 rows = sum(i.rows for i in pending)
+                began = time.monotonic()
                 try:
                     for start in range(0, len(pending), 1000):  # bounded memory per write
                         self._write(pending[start : start + 1000])
                 finally:
                     with self._lock:
                         self._waiting -= rows
+                    self.longest_write_s = max(self.longest_write_s, time.monotonic() - began)
             for event in events:
                 event.set()
             if stop:

@@ -84,7 +84,7 @@ def add_health_routes(app: FastAPI, state: ServerState) -> None:
 
 
 def add_metrics_route(app: FastAPI, state: ServerState) -> None:
-    """``/metrics``: the Prometheus text, with the prediction log writer's backlog and drops."""
+    """``/metrics``: the Prometheus text, and the prediction log writer's backlog, drops, longest write."""
     metrics = state.metrics
 
     @app.get("/metrics", tags=["metrics"])
@@ -92,6 +92,7 @@ def add_metrics_route(app: FastAPI, state: ServerState) -> None:
         if state.writer is not None:
             metrics.log_dropped.set(state.writer.rows_dropped)
             metrics.log_waiting.set(state.writer.waiting)
+            metrics.log_longest_write.set(state.writer.longest_write_s)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -1,10 +1,15 @@
 """The model server SIGKILLed with predictions buffered: what the prediction log loses, and a clean restart.
 
-The writer appends the rows it holds every ``flush_s`` seconds, so a SIGKILL
-loses at most the predictions answered since its last write: the figure is the
-oldest lost answer's age at the kill, asserted within one flush interval plus
-the time of one write. Nothing already written is damaged, no row is logged
-that was not answered, and a restart on the same folder logs again.
+The writer takes the rows it holds every ``flush_s`` seconds (after its last
+write ended) and writes them, so a SIGKILL loses at most the predictions taken
+since the last write that completed: one flush interval plus two writes (the
+completed one and the one cut short). The figure is the oldest lost answer's
+age at the kill, asserted within that bound, with the write time the server
+itself reports (``mlops_prediction_log_longest_write_seconds``, read just
+before the kill; writes take longer while the machine is busy). Lost answers
+are the newest ones: none is older than the newest logged answer. Nothing
+already written is damaged, no row is logged that was not answered, and a
+restart on the same folder logs again.
 """
 
 from __future__ import annotations
@@ -30,6 +35,14 @@ pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 FLUSH_S = 1.0
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = [{"amount": 10.0, "age": 30, "country": "NL"}]
+#: Between a row being queued and its answer reaching the client (threads on a busy machine).
+SLACK_S = 0.5
+
+
+def _longest_write(port: int) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    line = next(x for x in text.splitlines() if x.startswith("mlops_prediction_log_longest_write_seconds "))
+    return float(line.split()[1])
 
 
 def _start(port: int) -> subprocess.Popen[bytes]:
@@ -101,6 +114,7 @@ def test_sigkill_loses_at_most_one_flush_interval_and_a_restart_logs_on(model: P
     try:
         with Traffic(f"http://127.0.0.1:{port}") as traffic:
             time.sleep(3 * FLUSH_S + 0.5)
+            longest_write = _longest_write(port)
             killed_at = time.monotonic()
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
@@ -116,9 +130,14 @@ def test_sigkill_loses_at_most_one_flush_interval_and_a_restart_logs_on(model: P
     window = max(lost.values(), default=0.0)
     print(
         f"\nSIGKILL with the log on (flush every {FLUSH_S} s): {len(served)} answered, {len(logged)} logged, "
-        f"{len(lost)} lost, the oldest lost answered {window:.2f} s before the kill"
+        f"{len(lost)} lost, the oldest lost answered {window:.2f} s before the kill "
+        f"(longest write {longest_write:.2f} s)"
     )
-    assert window <= FLUSH_S + 1.0, sorted(lost.values())[-5:]
+    newest_logged = max(served[rid] for rid in logged)
+    older = [rid for rid in lost if served[rid] < newest_logged - SLACK_S]
+    assert not older, f"answers older than the newest logged one were lost: {older[:5]}"
+    bound = FLUSH_S + 2 * longest_write + SLACK_S
+    assert window <= bound, (sorted(lost.values())[-5:], f"longest write {longest_write:.2f} s")
     assert log.verify() == []
 
     proc = _start(port)

@@ -159,6 +159,10 @@ SERVING_FAMILIES = {
     "mlops_shadow_predictions": ("counter", "Shadow predictions, by outcome (ok, error, dropped)."),
     "mlops_prediction_log_dropped_rows": ("gauge", "Rows the prediction log writer dropped (queue full)."),
     "mlops_prediction_log_waiting_rows": ("gauge", "Rows waiting to be written to the prediction log."),
+    "mlops_prediction_log_longest_write_seconds": (
+        "gauge",
+        "Longest prediction log write so far, from taking the rows to their file being in place.",
+    ),
 }
 SERVICE_FAMILIES = {
     "mlops_service_requests": ("counter", "Requests the platform service answered."),

@@ -61,15 +61,16 @@ def fraud() -> Registry:
     return registry
 
 
-def _events(name: str) -> list[dict[str, Any]]:
+def _events(name: str, since: datetime) -> list[dict[str, Any]]:
+    """Events called ``name`` from ``since`` on (the session's Prefect harness holds other tests' too)."""
     from prefect.events.worker import EventsWorker
 
     EventsWorker.drain_all()
+    query = {"event": {"name": [name]}, "occurred": {"since": since.isoformat()}}
     for _ in range(240):  # up to a minute: the events worker is slow on a busy machine
         with get_client(sync_client=True) as client:
-            found = client.request(
-                "POST", "/events/filter", json={"filter": {"event": {"name": [name]}}, "limit": 50}
-            ).json()["events"]
+            answer = client.request("POST", "/events/filter", json={"filter": query, "limit": 50})
+            found = answer.json()["events"]
         if found:
             return list(found)
         time.sleep(0.25)
@@ -85,6 +86,7 @@ def test_reference_profile_round_trips_through_the_artifact_store(fraud: Registr
 
 
 def test_shifted_column_alerts_once_and_is_recorded_as_evidence(fraud: Registry) -> None:
+    began = datetime.now(UTC)
     _log(_frame(5_000, 0.5, 7))  # seed 7: the unshifted column is far from significance (p 0.66)
     first = check_drift("fraud", window_hours=2)
     # One of two columns drifted: that reaches the dataset-drift share (0.5) too.
@@ -100,7 +102,7 @@ def test_shifted_column_alerts_once_and_is_recorded_as_evidence(fraud: Registry)
     alerts = AlertStore(fraud).open_alerts("fraud")
     assert sorted((a.subject, a.count) for a in alerts) == [("amount", 2), ("dataset", 2)]
     assert health_score(alerts) == 75.0
-    events = _events("mlops.drift.detected")
+    events = _events("mlops.drift.detected", began)
     assert sorted(e["payload"]["subject"] for e in events) == ["amount", "dataset"]
 
 
@@ -136,7 +138,7 @@ def test_delayed_labels_reveal_degraded_performance(fraud: Registry, tmp_path: A
             for rid, p in zip(ids, predicted, strict=True)
         ]
     )
-    labels = tmp_path / "labels.csv"
+    labels, began = tmp_path / "labels.csv", datetime.now(UTC)
     pd.DataFrame({"request_id": ids[:800], "label": truth[:800]}).to_csv(labels, index=False)  # 80% arrived
     result = check_performance("churn", str(labels), version="1", window_hours=2, tolerance=0.05)
     assert result["degraded"] is True and result["labelled"] == 800
@@ -144,7 +146,7 @@ def test_delayed_labels_reveal_degraded_performance(fraud: Registry, tmp_path: A
     assert (alert.kind, alert.subject, alert.severity) == ("performance", "accuracy", "critical")
     evidence = ReportStore(registry).latest("performance_check", "churn", 1)
     assert evidence is not None and not evidence.passed
-    assert _events("mlops.performance.degraded")
+    assert _events("mlops.performance.degraded", began)
 
 
 def test_monitoring_report_flow_summarises_and_writes_evidently_html(fraud: Registry, tmp_path: Any) -> None:
