@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -124,7 +125,15 @@ def review_when_asked(
 def reviewers(
     store: ApprovalStore, model: str, version: int, reviews: Sequence[tuple[str, str]]
 ) -> threading.Thread:
-    """A started thread that plays the reviewers of ``model`` ``version``."""
-    thread = threading.Thread(target=review_when_asked, args=(store, model, version, reviews), daemon=True)
+    """A started thread that plays the reviewers of ``model`` ``version``.
+
+    The thread runs in a copy of the caller's context, so it reaches the Prefect
+    API the caller is configured for (``temporary_settings`` lives in a context
+    variable, which a new thread would not see).
+    """
+    context = contextvars.copy_context()
+    thread = threading.Thread(
+        target=context.run, args=(review_when_asked, store, model, version, reviews), daemon=True
+    )
     thread.start()
     return thread

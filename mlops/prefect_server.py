@@ -83,7 +83,7 @@ RESULTS_BLOCK = "mlops-results"
 
 
 def ensure_result_storage(api_url: str, storage_url: str, name: str = RESULTS_BLOCK) -> dict[str, str]:
-    """Save a ``RemoteFileSystem`` block for flow and task results under ``storage_url/prefect-results``.
+    """Save a ``RemoteFileSystem`` block for flow results under ``storage_url/prefect-results``.
 
     Across machines a result must live where every process reads it: a
     ``run_deployment`` caller on another host reads the flow's return value
@@ -103,6 +103,9 @@ def ensure_result_storage(api_url: str, storage_url: str, name: str = RESULTS_BL
         RemoteFileSystem(basepath=basepath).save(name, overwrite=True)
     return {
         "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+        # Tasks keep their results in memory: a persisted task result turns on Prefect's default
+        # cache (inputs + run), and a task a flow polls with the same inputs would answer from it.
+        "PREFECT_TASKS_DEFAULT_PERSIST_RESULT": "false",
         "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": f"remote-file-system/{name}",
     }
 

@@ -21,6 +21,7 @@ from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.input import RunInput
 from pydantic import Field
@@ -136,7 +137,7 @@ def open_approval_request(
     )
 
 
-@task(name="refresh-approval-request")
+@task(name="refresh-approval-request", cache_policy=NO_CACHE)  # polled: never answered from a cache
 def refresh_request(request_id: int, *, registry_block: str | None = None) -> ApprovalRequest:
     """The request as it stands now (expired when its time has passed)."""
     return approval_store(registry_block).expire_if_due(request_id)

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 from prefect import task
+from prefect.cache_policies import NO_CACHE  # each call reads or changes live state
 
 from storage.errors import MlopsError, NotFoundError, ValidationError
 from tasks.console_links import console_line
@@ -120,7 +121,7 @@ def _analyze(api: AdminAPI, endpoint: str, apply: bool) -> dict[str, Any] | None
     return result
 
 
-@task(name="create-endpoint-if-missing")
+@task(name="create-endpoint-if-missing", cache_policy=NO_CACHE)
 def create_endpoint_if_missing(
     endpoint: str, model: str, version: str, server_url: str | None = None, admin_key: str | None = None
 ) -> dict[str, Any] | None:
@@ -140,7 +141,7 @@ def create_endpoint_if_missing(
         api.close()
 
 
-@task(name="start-canary")
+@task(name="start-canary", cache_policy=NO_CACHE)
 def start_canary(
     endpoint: str,
     model: str,
@@ -160,7 +161,7 @@ def start_canary(
         api.close()
 
 
-@task(name="watch-canary-step")
+@task(name="watch-canary-step", cache_policy=NO_CACHE)
 def watch_canary_step(
     endpoint: str,
     step_seconds: float,
@@ -191,7 +192,7 @@ def watch_canary_step(
         api.close()
 
 
-@task(name="analyze-canary")
+@task(name="analyze-canary", cache_policy=NO_CACHE)
 def analyze_canary(
     endpoint: str, server_url: str | None = None, admin_key: str | None = None
 ) -> dict[str, Any]:
@@ -215,7 +216,7 @@ def analyze_canary(
         api.close()
 
 
-@task(name="rollback-canary")
+@task(name="rollback-canary", cache_policy=NO_CACHE)
 def rollback_canary(
     endpoint: str, reason: str, server_url: str | None = None, admin_key: str | None = None
 ) -> dict[str, Any]:
@@ -228,7 +229,7 @@ def rollback_canary(
         api.close()
 
 
-@task(name="switch-blue-green")
+@task(name="switch-blue-green", cache_policy=NO_CACHE)
 def switch_blue_green(
     endpoint: str,
     model: str,
@@ -251,7 +252,7 @@ def switch_blue_green(
         api.close()
 
 
-@task(name="verify-slot")
+@task(name="verify-slot", cache_policy=NO_CACHE)
 def verify_slot(
     endpoint: str,
     slot: str,
@@ -304,7 +305,7 @@ def rollout_markdown(
     return "\n".join(lines) + "\n"
 
 
-@task(name="publish-rollout-report")
+@task(name="publish-rollout-report", cache_policy=NO_CACHE)
 def publish_rollout_report(
     endpoint: str, history: Sequence[Mapping[str, Any]], title: str = "Canary rollout"
 ) -> str:

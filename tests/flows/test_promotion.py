@@ -233,7 +233,12 @@ def test_failed_gate_stops_before_any_reviewer_is_asked(gate: Any, message: str)
     assert registry.get_version("fraud", 1).stage == "development"
 
 
-def test_cli_decisions_resume_the_waiting_run() -> None:
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("persisted", [False, True], ids=["results-in-memory", "results-persisted"])
+def test_cli_decisions_resume_the_waiting_run(persisted: bool) -> None:
+    """With results persisted (as across machines) the polled request is read afresh, not from a cache."""
+    from prefect.settings import PREFECT_RESULTS_PERSIST_BY_DEFAULT, temporary_settings
+
     registry = _registry_with_versions(0.93)
     registry.transition_stage("fraud", 1, "staging")
     reviewers = Reviewers(
@@ -245,7 +250,8 @@ def test_cli_decisions_resume_the_waiting_run() -> None:
         via_cli=True,
     )
     reviewers.start()
-    result = promote_model("fraud", "1", "production", requested_by="ana", poll_interval_seconds=1)
+    with temporary_settings({PREFECT_RESULTS_PERSIST_BY_DEFAULT: persisted}):
+        result = promote_model("fraud", "1", "production", requested_by="ana", poll_interval_seconds=1)
     reviewers.join(30)
     assert not reviewers.errors
     assert result["status"] == "promoted"
