@@ -61,12 +61,17 @@ class Host:
         return self.home / "run"
 
     def stored_files(self) -> list[str]:
-        """Every file under the home that is not a log or a PID file (relative paths)."""
+        """Every file under the home that is not a log, a PID file or a cache of the process itself."""
         found = []
         for path in sorted(self.home.rglob("*")):
-            if path.is_file() and path.suffix not in (".log", ".pid"):
+            if path.is_file() and path.suffix not in (".log", ".pid") and path.name not in OWN_CACHES:
                 found.append(str(path.relative_to(self.home)))
         return found
+
+
+#: Files a process keeps for itself only: Prefect's note of the block types it registered (so the
+#: next start skips that step); no other process reads it and losing it costs one registration.
+OWN_CACHES = frozenset({"memo_store.toml"})
 
 
 class Cluster:

@@ -4,13 +4,14 @@ Every step runs where it would run on real machines: flows on the Prefect
 worker's host, tuning trials on the two Dask worker hosts, predictions on the
 model server's host; this test process plays the team's laptop and reaches
 them only through the Prefect API, the model server's address, the metadata
-database and S3. Afterwards each host's home holds only its logs and PID
+database and S3. The canary of the promoted version is not started from here:
+the promotion's event makes the Prefect server start it (the deployment's
+``rollout-on-promotion`` trigger), as in production. Afterwards each host's home holds only its logs and PID
 files, and S3 holds the artifacts, features, prediction log and reports.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -29,17 +30,18 @@ DEPLOYMENTS = [
     "ingest-features", "materialize-features", "train-model", "promote-model", "canary-rollout",
     "check-drift", "bias-check", "governance-report",
 ]  # fmt: skip
+#: The canary's defaults in this test: two short steps (the deployment's own run 60 s each).
+ROLLOUT = {
+    "steps": [50, 100],
+    "step_seconds": 2,
+    "min_requests": 10,
+    "max_p99_ratio": 5.0,
+    "poll_seconds": 0.5,
+}
 pytestmark = [
     pytest.mark.cluster,
     pytest.mark.slow,
     pytest.mark.timeout(1500),
-    # Runs through features, tuning on both Dask workers and registration; the promote-model run
-    # pauses for approvals and the reviewers' resume does not reach it yet ("unreachable"), so
-    # the proof is not complete: run it on purpose with MLOPS_CLUSTER_TEST=1.
-    pytest.mark.skipif(
-        os.environ.get("MLOPS_CLUSTER_TEST") != "1",
-        reason="cross-host resume of a paused promote-model run not done; MLOPS_CLUSTER_TEST=1 runs it",
-    ),
 ]
 
 
@@ -72,6 +74,37 @@ def _run(name: str, parameters: dict[str, Any], timeout: float = 600) -> Any:
             state = client.read_flow_run(flow_run.id).state
     assert state is not None and state.is_completed(), (name, state)
     return state.result()
+
+
+def _set_defaults(name: str, parameters: dict[str, Any]) -> None:
+    """Give deployment ``name`` these default parameters (runs its triggers start use them too)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentUpdate
+
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(f"{name}/{name}")
+        client.update_deployment(deployment.id, DeploymentUpdate(parameters=parameters))
+
+
+def _triggered(name: str, expected: dict[str, Any], timeout: float = 600) -> Any:
+    """The result of the run of deployment ``name`` with ``expected`` parameters that a trigger started."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[name]))
+            )
+            # a rendered template may arrive as a number: compare as text
+            mine = [r for r in runs if all(str(r.parameters.get(k)) == str(v) for k, v in expected.items())]
+            if mine and mine[0].state is not None and mine[0].state.is_final():
+                assert len(mine) == 1, [r.parameters for r in mine]
+                assert mine[0].state.is_completed(), mine[0].state
+                return mine[0].state.result()
+            time.sleep(1)
+    raise AssertionError(f"no {name} run with {expected} ended within {timeout:g} s")
 
 
 def _upload(frame: pd.DataFrame, url: str) -> str:
@@ -111,27 +144,26 @@ def test_the_fraud_use_case_runs_across_hosts_with_nothing_on_a_shared_disk(lapt
     trials = optuna.load_study(study_name=summary.study_name, storage=study_storage).get_trials()
     assert len({t.user_attrs.get(WORKER_ATTR) for t in trials}) == 2, [t.user_attrs for t in trials]
 
-    # approvals: the promote-model flow waits on the worker while two reviewers approve from here
-    registry = Registry.from_settings()
-    registry.transition_stage(MODEL, tuned["version"], "staging", reason="tuned beat the baseline")
-    thread = reviewers(ApprovalStore(registry), MODEL, tuned["version"], REVIEWS)
-    promoted = _run("promote-model", {
-        "model": MODEL, "version": str(tuned["version"]), "target_stage": "production",
-        "requested_by": "data-scientist", "policy": POLICY.model_dump(), "poll_interval_seconds": 1,
-    })  # fmt: skip
-    thread.join(60)
-    assert promoted["status"] == "promoted", promoted
-    assert registry.get_version(MODEL, "champion").number == tuned["version"]
-
-    # serving: the baseline on the model server, a canary of the champion under live traffic
-    _run("canary-rollout", {"endpoint": MODEL, "model": MODEL, "version": str(baseline["version"])})
+    # serving: the baseline behind the endpoint, under live traffic from here
+    created = _run("canary-rollout", {"endpoint": MODEL, "model": MODEL, "version": str(baseline["version"])})
+    assert created["status"] == "created", created
+    _set_defaults("canary-rollout", ROLLOUT)
     traffic = Traffic(cluster.serve_url, MODEL, records(transactions(400, seed=13), INPUTS), delay_s=0.005)
     traffic.start()
     try:
-        rollout = _run("canary-rollout", {
-            "endpoint": MODEL, "model": MODEL, "version": str(tuned["version"]), "steps": [50, 100],
-            "step_seconds": 2, "min_requests": 10, "max_p99_ratio": 5.0, "poll_seconds": 0.5,
+        # approvals: the promote-model flow waits on the worker while two reviewers approve from here;
+        # the promotion's event makes the Prefect server start the canary of the tuned version
+        registry = Registry.from_settings()
+        registry.transition_stage(MODEL, tuned["version"], "staging", reason="tuned beat the baseline")
+        thread = reviewers(ApprovalStore(registry), MODEL, tuned["version"], REVIEWS)
+        promoted = _run("promote-model", {
+            "model": MODEL, "version": str(tuned["version"]), "target_stage": "production",
+            "requested_by": "data-scientist", "policy": POLICY.model_dump(), "poll_interval_seconds": 1,
         })  # fmt: skip
+        thread.join(60)
+        assert promoted["status"] == "promoted", promoted
+        assert registry.get_version(MODEL, "champion").number == tuned["version"]
+        rollout = _triggered("canary-rollout", {"version": str(tuned["version"])})
     finally:
         traffic.stop()
     assert rollout["status"] == "completed", rollout
