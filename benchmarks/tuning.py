@@ -24,18 +24,31 @@ where compute noise cannot hide the overhead. The modes run interleaved in
 ``--repeat`` rounds and the best run of each mode counts (on a shared machine
 other work competes for the cores); the load average is recorded too.
 
+With ``--cluster POSTGRES_URL`` the platform runs use the shared-nothing
+set-up instead: the study in PostgreSQL (its own schema, dropped afterwards),
+and a ``dask scheduler`` with one or two separate ``dask worker`` processes,
+each started with its own empty ``MLOPS_HOME`` and working folder; plain
+Optuna and the cheap objective are left out.
+
 Usage:
     .venv/bin/python benchmarks/tuning.py [--trials 64] [--rows 400] [--repeat 3] [--json OUT]
+    .venv/bin/python benchmarks/tuning.py --cluster postgresql+psycopg://127.0.0.1:5432/test
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import socket
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -156,13 +169,124 @@ def platform_run(
     }
 
 
+@contextlib.contextmanager
+def dask_hosts(workers: int, env: dict[str, str]) -> Iterator[str]:
+    """A ``dask scheduler`` and ``workers`` ``dask worker`` processes, each in its own empty folder.
+
+    Yields the scheduler's address once every worker has joined; stops them all afterwards.
+    """
+    from distributed import Client
+
+    with socket.socket() as probe:  # a free port (benchmarks/serving.py hides the serving package here)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    python = [sys.executable, "-m"]
+    commands = [[*python, "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
+                 "--dashboard-address", ":0"]]  # fmt: skip
+    commands += [
+        [
+            *python,
+            "distributed.cli.dask_worker",
+            address,
+            "--nthreads",
+            "1",
+            "--no-dashboard",
+            "--name",
+            f"w{i}",
+        ]
+        for i in range(workers)
+    ]
+    root = Path(__file__).resolve().parents[1]
+    procs = []
+    try:
+        for command in commands:
+            home = Path(tempfile.mkdtemp(prefix="tuning-host-"))
+            host_env = env | {"MLOPS_HOME": str(home / "home"), "PYTHONPATH": str(root)}
+            procs.append(
+                subprocess.Popen(
+                    command, cwd=home, env=host_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
+            )
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(workers, timeout=120)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def cluster_main(args: argparse.Namespace) -> dict[str, Any]:
+    """1 vs 2 separate Dask worker processes, the study in PostgreSQL (see the module)."""
+    import sqlalchemy as sa
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    from tasks.training.study_storage import ensure_schema, study_schema_url
+
+    schema = f"tuning_bench_{os.getpid()}"
+    database = f"{args.cluster}?options=-csearch_path%3D{schema}"
+    storage, study_schema = study_schema_url(database)
+    ensure_schema(database, study_schema)
+    runs: dict[str, list[float]] = {}
+    try:
+        with prefect_test_harness(server_startup_timeout=120):
+            env = dict(os.environ) | {"PREFECT_API_URL": str(PREFECT_API_URL.value())}
+            os.environ["PREFECT_API_URL"] = env["PREFECT_API_URL"]
+            with dask_hosts(1, env) as one, dask_hosts(2, env) as two:
+                clusters = {1: one, 2: two}
+                for workers, address in clusters.items():
+                    platform_run(2, args.rows, storage, workers, f"warmup-{workers}", address)
+                for r in range(args.repeat):
+                    for workers, address in clusters.items():
+                        run = platform_run(
+                            args.trials, args.rows, storage, workers, f"cluster-{workers}-{r}", address
+                        )
+                        assert run["workers_seen"] == workers
+                        runs.setdefault(f"cluster_{workers}", []).append(run["seconds"])
+                        print(f"cluster, {workers} worker(s): {run['seconds']:.1f} s")
+    finally:
+        engine = sa.create_engine(args.cluster)
+        with engine.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{study_schema}" CASCADE'))
+        engine.dispose()
+    best = {key: min(values) for key, values in runs.items()}
+    speedup = best["cluster_1"] / best["cluster_2"]
+    print(f"\n| run (best of {args.repeat}) | seconds | trials/s |\n|---|---|---|")
+    for workers in (1, 2):
+        seconds = best[f"cluster_{workers}"]
+        print(f"| cluster, {workers} dask worker process(es), study in PostgreSQL | {seconds:.1f} | "
+              f"{args.trials / seconds:.2f} |")  # fmt: skip
+    print(f"2 workers over 1: {speedup:.2f}x (target >= 1.7x)")
+    return {"runs": runs, "best_seconds": best, "speedup_2_over_1": speedup}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=64)
     parser.add_argument("--rows", type=int, default=400)
     parser.add_argument("--repeat", type=int, default=3, help="rounds of every mode; the best of each counts")
     parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument(
+        "--cluster", metavar="POSTGRES_URL", help="separate Dask processes, the study in PostgreSQL"
+    )
     args = parser.parse_args()
+    if args.cluster:
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ["MLOPS_HOME"] = tempfile.mkdtemp(prefix="tuning-bench-")
+        load_before = os.getloadavg()
+        results = cluster_main(args) | {"trials": args.trials, "rows": args.rows, "load_before": load_before}
+        results["load_after"] = os.getloadavg()
+        print(f"load average before/after: {results['load_before']} / {results['load_after']}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+        return
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
