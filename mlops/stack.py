@@ -47,7 +47,6 @@ from mlops.prefect_server import (
     deploy_prefect_yaml,
     ensure_work_pool,
     pool_workers,
-    prefect_cli,
     prefect_server_command,
     start_prefect_server,
 )
@@ -305,7 +304,7 @@ def start_stack(options: StackOptions | None = None, home: Path | None = None) -
         wait_until(server, lambda: http_ok(f"{api_url}/health"), opts.timeout, "answering")
         ensure_work_pool(api_url, env)
         worker = _start(state, run, "prefect-worker", None, connected, [
-            *prefect_cli(), "worker", "start", "--pool", WORK_POOL, "--type", "process",
+            sys.executable, "-m", "mlops.prefect_worker", "--pool", WORK_POOL,
             "--name", f"mlops-worker-{os.getpid()}",
         ])  # fmt: skip
 
