@@ -94,8 +94,12 @@ def s3_server() -> Iterator[MotoS3]:
 @pytest.fixture
 def s3_url(s3_server: MotoS3, monkeypatch: pytest.MonkeyPatch) -> str:
     """``s3://<fresh bucket>/mlops``, with the AWS variables pointing at the test's S3 server."""
+    from s3fs import S3FileSystem
+
     for key, value in aws_environment(s3_server.endpoint).items():
         monkeypatch.setenv(key, value)
+    # fsspec caches filesystems without the endpoint (read from the environment) in the key
+    S3FileSystem.clear_instance_cache()
     return f"s3://{s3_server.new_bucket()}/mlops"
 
 

@@ -54,7 +54,27 @@ def laptop(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluste
     for key, value in cluster.shared_env().items():
         monkeypatch.setenv(key, value)
     with temporary_settings({PREFECT_API_URL: cluster.prefect_api}):
-        yield cluster
+        try:
+            yield cluster
+        finally:
+            forget_connections()
+
+
+def forget_connections() -> None:
+    """Let go of what this process keeps per address, so later tests reach their own servers.
+
+    Prefect's events and log workers and fsspec's S3 filesystems are cached per
+    process without the address in the key: kept, they would send the rest of
+    the session's events to the cluster's Prefect server and its S3 requests
+    to the cluster's object store, both stopped after this module.
+    """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from s3fs import S3FileSystem
+
+    EventsWorker.drain_all(at_exit=False)  # sends what is queued (the cluster is still up), then stops
+    APILogWorker.drain_all(at_exit=False)
+    S3FileSystem.clear_instance_cache()
 
 
 def _run(name: str, parameters: dict[str, Any], timeout: float = 600) -> Any:
