@@ -88,7 +88,8 @@ def test_platform_services_point_at_the_shared_servers() -> None:
 def test_commands_start_the_right_processes() -> None:
     services = _services()
     assert "prefect server start" in _command(services["prefect-server"])
-    assert "prefect worker start --pool mlops-process --type process" in _command(services["prefect-worker"])
+    worker = _command(services["prefect-worker"])
+    assert worker.startswith("python -m mlops.prefect_worker --pool mlops-process")
     assert _command(services["dask-scheduler"]).startswith("dask scheduler")
     assert "dask worker tcp://dask-scheduler:8786" in _command(services["dask-worker"])
     assert _command(services["model-server"]).startswith("mlops serve")
