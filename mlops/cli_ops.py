@@ -35,10 +35,20 @@ def up(
     serve_port: Annotated[
         int | None, typer.Option("--serve-port", help="Model server port (default 8080 or free).")
     ] = None,
+    server: Annotated[
+        bool | None,
+        typer.Option(
+            "--server/--no-server",
+            help="Start the platform service, API and console (default: when installed).",
+        ),
+    ] = None,
+    server_port: Annotated[
+        int | None, typer.Option("--server-port", help="Platform service port (default 8081 or free).")
+    ] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per service to start.")] = 120.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Start a Prefect server with its UI, a process worker, a Dask cluster and the model server."""
+    """Start Prefect (server, UI, process worker), a Dask cluster, the platform service, the model server."""
     from mlops.stack import StackOptions, start_stack
 
     options = StackOptions(
@@ -48,6 +58,8 @@ def up(
         dask_threads=dask_threads,
         serve=serve,
         serve_port=serve_port,
+        server=server,
+        server_port=server_port,
         timeout=timeout,
     )
     state = start_stack(options)
@@ -58,9 +70,12 @@ def up(
     say(f"Prefect API     {state.prefect_api_url}")
     say(f"work pool       {state.work_pool} (process worker running)")
     say(f"Dask scheduler  {state.dask_address}")
+    say(f"console and API {state.server_url or '-'}")
     say(f"model server    {state.serve_url or '-'}")
     if state.serve_url and not os.environ.get("MLOPS_SERVE_ADMIN_KEY"):
         say(f"admin key       in {state.home}/run/admin-key")
+    if state.server_url:
+        say("sign in to the console with a key from `mlops keys create NAME --role admin`")
     say(f"logs and PIDs   {state.home}/run")
     say("Use it from a shell:")
     for key, value in state.env().items():

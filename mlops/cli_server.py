@@ -38,7 +38,7 @@ def _exit_cleanly(signum: int, frame: Any) -> None:
 
 def server(
     host: Annotated[str | None, typer.Option("--host", help="Interface to bind (default 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option("--port", help="TCP port (default 8080).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="TCP port (default 8081).")] = None,
     tls_cert: Annotated[
         Path | None, typer.Option("--tls-cert", help="PEM certificate: serve HTTPS (with --tls-key).")
     ] = None,

@@ -31,7 +31,7 @@ from storage.errors import MlopsError, ValidationError
 
 HOST = "127.0.0.1"
 #: Ports tried first; a busy one is replaced by a free port unless it was asked for.
-DEFAULT_PORTS = {"prefect": 4200, "dask": 8786, "serve": 8080}
+DEFAULT_PORTS = {"prefect": 4200, "dask": 8786, "serve": 8080, "server": 8081}
 
 
 class StackError(MlopsError):

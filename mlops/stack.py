@@ -9,6 +9,8 @@ under ``$MLOPS_HOME/run/``:
 * the ``mlops-process`` work pool (created when missing) and ``prefect-worker``,
   a process worker on it;
 * ``dask-scheduler`` and ``dask-workers`` (the ``dask`` command line);
+* ``platform-service``: ``mlops server`` (REST API and console over this
+  machine's registry) when the service part is installed;
 * ``model-server``: ``mlops serve`` when the serving part is installed.
 
 The worker's and the Dask workers' environment carries ``PREFECT_API_URL`` and
@@ -91,6 +93,7 @@ __all__ = [
     "port_is_free",
     "read_state",
     "run_dir",
+    "service_available",
     "service_pids",
     "serving_available",
     "spawn_service",
@@ -104,7 +107,9 @@ __all__ = [
 
 STATE_FILE = "stack.json"
 #: The order services start in; they stop in reverse.
-SERVICE_ORDER = ("prefect-server", "dask-scheduler", "dask-workers", "prefect-worker", "model-server")
+SERVICE_ORDER = (
+    "prefect-server", "dask-scheduler", "dask-workers", "prefect-worker", "platform-service", "model-server",
+)  # fmt: skip
 
 
 @dataclass
@@ -118,6 +123,9 @@ class StackOptions:
         dask_threads: Threads per Dask worker.
         serve: Start the model server; ``None`` starts it when ``serving.app`` is installed.
         serve_port: Port of the model server (8080, or a free one when busy).
+        server: Start the platform service (``mlops server``: REST API and console);
+            ``None`` starts it when ``service.app`` is installed.
+        server_port: Port of the platform service (8081, or a free one when busy).
         timeout: Seconds each service may take to become ready.
     """
 
@@ -127,6 +135,8 @@ class StackOptions:
     dask_threads: int = 1
     serve: bool | None = None
     serve_port: int | None = None
+    server: bool | None = None
+    server_port: int | None = None
     timeout: float = 120.0
 
 
@@ -139,6 +149,7 @@ class StackState:
     prefect_ui_url: str
     dask_address: str
     serve_url: str | None
+    server_url: str | None = None
     work_pool: str = WORK_POOL
     services: list[ServiceRecord] = field(default_factory=list)
 
@@ -220,8 +231,17 @@ def admin_key(run: Path) -> str:
 
 def serving_available() -> bool:
     """Whether the model server (``serving.app``) is installed."""
+    return _installed("serving.app")
+
+
+def service_available() -> bool:
+    """Whether the platform service (``service.app``) is installed."""
+    return _installed("service.app")
+
+
+def _installed(module: str) -> bool:
     try:
-        return importlib.util.find_spec("serving.app") is not None
+        return importlib.util.find_spec(module) is not None
     except ImportError:
         return False
 
@@ -232,11 +252,12 @@ def _mlops_cli() -> list[str]:
 
 # ------------------------------------------------------------------- up
 def start_stack(options: StackOptions | None = None, home: Path | None = None) -> StackState:
-    """Start the Prefect server, work pool and worker, Dask cluster and model server.
+    """Start the Prefect server, work pool and worker, Dask cluster, platform service and model server.
 
     Every service is ready when this returns (Prefect answers ``/api/health``,
-    the Dask workers joined, the worker is online on the pool, the model server
-    answers). When one fails, those already started are stopped again.
+    the Dask workers joined, the worker is online on the pool, the platform
+    service and the model server answer). When one fails, those already
+    started are stopped again.
 
     Raises:
         StackError: A stack of this ``MLOPS_HOME`` is already running, a port
@@ -260,10 +281,16 @@ def start_stack(options: StackOptions | None = None, home: Path | None = None) -
     serve = serving_available() if opts.serve is None else opts.serve
     if serve and not serving_available():
         raise StackError("the model server is not installed (no serving.app); start with --no-serve")
+    with_service = service_available() if opts.server is None else opts.server
+    if with_service and not service_available():
+        raise StackError("the platform service is not installed (no service.app); start with --no-server")
 
     prefect_port = choose_port(opts.prefect_port, DEFAULT_PORTS["prefect"], "Prefect")
     dask_port = choose_port(opts.dask_port, DEFAULT_PORTS["dask"], "Dask scheduler")
     serve_port = choose_port(opts.serve_port, DEFAULT_PORTS["serve"], "model server") if serve else None
+    server_port = (
+        choose_port(opts.server_port, DEFAULT_PORTS["server"], "platform service") if with_service else None
+    )
     api_url = f"http://{HOST}:{prefect_port}/api"
     dask_address = f"tcp://{HOST}:{dask_port}"
     state = StackState(
@@ -272,6 +299,7 @@ def start_stack(options: StackOptions | None = None, home: Path | None = None) -
         prefect_ui_url=f"http://{HOST}:{prefect_port}",
         dask_address=dask_address,
         serve_url=f"http://{HOST}:{serve_port}" if serve_port else None,
+        server_url=f"http://{HOST}:{server_port}" if server_port else None,
     )
     env = service_env(home)
     connected = {**env, "PREFECT_API_URL": api_url, "MLOPS_DASK_ADDRESS": dask_address}
@@ -294,6 +322,11 @@ def start_stack(options: StackOptions | None = None, home: Path | None = None) -
             model_server = _start(state, run, "model-server", state.serve_url, connected, [
                 *_mlops_cli(), "serve", "--host", HOST, "--port", str(serve_port),
             ])  # fmt: skip
+        platform = None
+        if server_port is not None:
+            platform = _start(state, run, "platform-service", state.server_url, env, [
+                *_mlops_cli(), "server", "--host", HOST, "--port", str(server_port),
+            ])  # fmt: skip
         wait_until(scheduler, lambda: port_open(dask_port), opts.timeout, "listening")
         workers = _start(state, run, "dask-workers", dask_address, connected, [
             sys.executable, "-m", "distributed.cli.dask_worker", dask_address,
@@ -309,6 +342,9 @@ def start_stack(options: StackOptions | None = None, home: Path | None = None) -
         ])  # fmt: skip
 
         wait_until(workers, lambda: _dask_workers(dask_address) >= opts.dask_workers, opts.timeout, "joined")
+        if platform is not None:
+            health_url = f"{state.server_url}/api/v1/health"
+            wait_until(platform, lambda: http_ok(health_url), opts.timeout, "answering")
         if model_server is not None:
             ready_url = f"{state.serve_url}/v2/health/ready"
             wait_until(model_server, lambda: http_ok(ready_url, accept_any=True), opts.timeout, "answering")

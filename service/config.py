@@ -20,8 +20,8 @@ class ServiceSettings(BaseSettings):
 
     Attributes:
         host: Interface to bind (``MLOPS_SERVER_HOST``, default 127.0.0.1).
-        port: TCP port (``MLOPS_SERVER_PORT``, default 8080; the model server
-            uses its own).
+        port: TCP port (``MLOPS_SERVER_PORT``, default 8081, beside the model
+            server's 8080, so both run on one machine as ``mlops up`` starts them).
         tls_cert: PEM certificate file; with ``tls_key`` the service speaks HTTPS.
         tls_key: PEM private key file.
         max_upload_bytes: Largest artifact accepted in one upload (413 above it).
@@ -33,7 +33,7 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLOPS_SERVER_", extra="ignore")
 
     host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
+    port: int = Field(default=8081, ge=0, le=65535)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     max_upload_bytes: int = Field(default=8 << 30, ge=1)

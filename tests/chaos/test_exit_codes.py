@@ -97,7 +97,7 @@ def test_clean_exit_maps_a_requested_stop_to_0() -> None:
 
 
 def test_mlops_up_services_exit_0_on_sigterm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlops.stack import StackOptions, start_stack, stop_stack
+    from mlops.stack import SERVICE_ORDER, StackOptions, start_stack, stop_stack
 
     for key in ("PREFECT_API_URL", "PREFECT_PROFILE", "MLOPS_DASK_ADDRESS"):
         monkeypatch.delenv(key, raising=False)
@@ -105,7 +105,8 @@ def test_mlops_up_services_exit_0_on_sigterm(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     monkeypatch.chdir(ROOT)
     ports = {"prefect_port": free_port(), "dask_port": free_port(), "serve_port": free_port()}
-    state = start_stack(StackOptions(dask_workers=1, serve=True, timeout=240, **ports))
+    ports["server_port"] = free_port()
+    state = start_stack(StackOptions(dask_workers=1, serve=True, server=True, timeout=240, **ports))
     codes: dict[str, int | None] = {}
     took: dict[str, float] = {}  # seconds from SIGTERM to exit, shown when the test fails
     try:
@@ -123,6 +124,5 @@ def test_mlops_up_services_exit_0_on_sigterm(tmp_path: Path, monkeypatch: pytest
             took[service.name] = round(time.monotonic() - asked, 1)
     finally:
         stop_stack(timeout=10)
-    services = {"prefect-server", "dask-scheduler", "dask-workers", "prefect-worker", "model-server"}
-    assert set(codes) == services
+    assert set(codes) == set(SERVICE_ORDER)  # every service mlops up has
     assert codes == dict.fromkeys(codes, 0), (codes, took)

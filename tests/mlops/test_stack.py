@@ -37,6 +37,7 @@ from mlops.stack import (
     is_alive,
     read_state,
     run_dir,
+    service_available,
     service_pids,
     serving_available,
     spawn_service,
@@ -181,6 +182,7 @@ def running_stack(stack_env: dict[str, str]) -> Iterator[StackState]:
         done = subprocess.run(
             [sys.executable, "-m", "mlops.cli", "up", "--dask-workers", "1", "--json",
              "--serve" if serving_available() else "--no-serve", "--serve-port", str(free_port()),
+             "--server" if service_available() else "--no-server", "--server-port", str(free_port()),
              "--prefect-port", str(free_port()), "--dask-port", str(free_port())],
             cwd=ROOT, env=stack_env, capture_output=True, text=True, timeout=240,
         )  # fmt: skip
@@ -203,6 +205,13 @@ def test_up_runs_a_deployment_on_the_dask_cluster_and_down_leaves_nothing(
     state = running_stack
     assert state.prefect_api_url.startswith("http://127.0.0.1:")
     expected = {"prefect-server", "dask-scheduler", "dask-workers", "prefect-worker"}
+    if service_available():  # the platform service over the same home: API behind keys, console sign-in
+        expected.add("platform-service")
+        assert state.server_url is not None
+        assert httpx.get(f"{state.server_url}/api/v1/health", timeout=5).status_code == 200
+        assert httpx.get(f"{state.server_url}/api/v1/models", timeout=5).status_code == 401
+        sign_in = httpx.get(f"{state.server_url}/login", timeout=5)
+        assert sign_in.status_code == 200 and "key" in sign_in.text.lower()
     if serving_available():
         expected.add("model-server")
         assert state.serve_url is not None
