@@ -26,7 +26,6 @@ from mlops.prefect_server import (
     ensure_result_storage,
     ensure_work_pool,
     pool_workers,
-    prefect_cli,
     prefect_server_command,
 )
 from mlops.processes import (
@@ -206,7 +205,7 @@ class Cluster:
         self.results = ensure_result_storage(self.prefect_api, self.storage_url)
         worker_host = self.host("prefect-worker")
         worker = self._start(worker_host, "prefect-worker", [
-            *prefect_cli(), "worker", "start", "--pool", WORK_POOL, "--type", "process",
+            sys.executable, "-m", "mlops.prefect_worker", "--pool", WORK_POOL,
             "--name", f"cluster-worker-{self.tag}",
         ], self.env_of(worker_host))  # fmt: skip
         for record in workers:
