@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from service.auth import Contributor, Principal, Reader
 from service.errors import TooLarge
@@ -28,6 +29,10 @@ router = APIRouter(tags=["artifacts"])
 _FLUSH = 4 << 20
 #: Below this, a whole upload to a local store is hashed and written on the event loop.
 _INLINE = 256 << 10
+#: A refused upload's remaining body is read and dropped up to this many bytes before the
+#: answer: a connection closed with bytes still unread is reset, and a client still sending
+#: then sees a broken connection instead of the 413. Larger bodies are cut off unread.
+_DRAIN = 64 << 20
 
 
 class _Sink:
@@ -69,6 +74,7 @@ async def upload(request: Request, sha256: str, caller: Principal = Contributor)
     limit: int = request.app.state.settings.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
+        await _drain(request)
         raise TooLarge(f"the upload of {declared} bytes is larger than the limit of {limit} bytes")
     store = registry.artifacts
     store.path_of(sha256)  # refuses a malformed digest (400) before reading the body
@@ -97,6 +103,7 @@ async def upload(request: Request, sha256: str, caller: Principal = Contributor)
         await _settle(writing)
         sink.abort()
         if "larger than the limit" in str(exc):
+            await _drain(request)
             raise TooLarge(str(exc)) from None
         raise
     except BaseException:
@@ -104,6 +111,16 @@ async def upload(request: Request, sha256: str, caller: Principal = Contributor)
         sink.abort()
         raise
     return {"sha256": ref.sha256, "size": ref.size}
+
+
+async def _drain(request: Request) -> None:
+    """Read and drop what is left of the request's body, up to ``_DRAIN`` bytes."""
+    dropped = 0
+    with contextlib.suppress(ClientDisconnect):
+        async for chunk in request.stream():
+            dropped += len(chunk)
+            if dropped > _DRAIN:
+                return
 
 
 async def _settle(writing: asyncio.Future[None] | None) -> None:
