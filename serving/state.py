@@ -48,6 +48,8 @@ INLINE_ROWS = 256
 MAX_REQUEST_ID = 256
 
 _IDS = random.Random(os.urandom(32))  # reading the OS entropy source per request is slow on some hosts
+#: How far past the limit a refused request body is still read (and dropped) before the 413.
+DRAIN_BYTES = 64 << 20
 
 
 def decompress(body: bytes, encoding: str, limit: int) -> bytes:
@@ -129,17 +131,29 @@ class ServerState:
 
     # ------------------------------------------------------------ requests
     async def read_body(self, request: Request) -> bytes:
-        """The request body, refused with 413 beyond ``max_body_bytes``."""
+        """The request body, refused with 413 beyond ``max_body_bytes``.
+
+        A refused body is still read (and dropped) up to ``DRAIN_BYTES`` past the
+        limit before the answer: a connection closed with bytes unread is reset,
+        and a client still sending would get the reset instead of the 413.
+        """
         limit = self.settings.max_body_bytes
         declared = request.headers.get("content-length")
+        refused = None
         if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
-            raise RequestError(f"payload too large: {declared} bytes (this server accepts {limit})", 413)
-        chunks, size = [], 0
+            refused = f"payload too large: {declared} bytes (this server accepts {limit})"
+        chunks: list[bytes] = []
+        size = 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > limit:
-                raise RequestError(f"payload too large: over {limit} bytes", 413)
-            chunks.append(chunk)
+            if refused is None and size > limit:
+                refused, chunks = f"payload too large: over {limit} bytes", []
+            if refused is None:
+                chunks.append(chunk)
+            elif size > limit + DRAIN_BYTES:
+                break  # the rest stays unread: the connection closes under it
+        if refused is not None:
+            raise RequestError(refused, 413)
         return b"".join(chunks)
 
     async def payload(self, request: Request) -> Any:

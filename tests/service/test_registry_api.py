@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import select
-import socket
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from storage.errors import AccessError, IntegrityError, NotFoundError, ValidationError
+from tests.raw_http import send_declared_body
 from tests.service.conftest import Service
 
 
@@ -106,27 +104,10 @@ def test_upload_refuses_mismatch_and_oversize_leaving_nothing(service: Service) 
 
 def test_a_refused_upload_still_reads_its_413(service: Service) -> None:
     """The client keeps sending after the service has decided: it must get the answer, not a reset."""
+    auth = {"Authorization": f"Bearer {service.keys['contributor']}"}
     size = (5 << 20) + 1  # over the fixture's 5 MiB limit, declared up front
-    url = urlsplit(service.url)
-    head = (
-        f"PUT /api/v1/artifacts/{'a' * 64} HTTP/1.1\r\nHost: {url.netloc}\r\n"
-        f"Authorization: Bearer {service.keys['contributor']}\r\nContent-Length: {size}\r\n\r\n"
-    )
-    with socket.create_connection((url.hostname, url.port), timeout=60) as conn:
-        conn.sendall(head.encode())
-        # An answer to the headers alone would come with the connection closed under the body
-        # still on its way (the client then gets a reset, not the 413). None may come in 2 s.
-        early, _, _ = select.select([conn], [], [], 2.0)
-        assert not early, "the service answered before reading the body"
-        sent = 0
-        while sent < size:
-            piece = min(64 << 10, size - sent)
-            conn.sendall(b"x" * piece)
-            sent += piece
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            answer += conn.recv(65536)
-    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    head = send_declared_body(service.url, "PUT", f"/api/v1/artifacts/{'a' * 64}", auth, size)
+    assert head.startswith(b"HTTP/1.1 413"), head
 
 
 def test_unknown_things_are_404_and_bad_refs_4xx(service: Service) -> None:

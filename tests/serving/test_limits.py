@@ -16,6 +16,7 @@ from serving.server import ServerThread
 from serving.testing import register_demo
 from storage.monitoring.prediction_log import PredictionLog
 from storage.registry.core import Registry
+from tests.raw_http import send_declared_body
 
 LIMIT = 1_000
 ELEMENTS = 50
@@ -99,3 +100,16 @@ def test_unknown_names_in_urls_do_not_grow_the_metrics_without_bound(server: str
     assert 'endpoint="(other)"' in text and "x" * 200 not in text
     # a model that answered keeps its name in error labels
     assert 'mlops_errors_total{code="400",endpoint="fraud",model="fraud"' in text
+
+
+def test_a_body_over_the_limit_still_reads_its_413(_isolated_home: Path) -> None:
+    """A client still sending its body when the server has decided gets the 413, not a reset."""
+    registry = Registry.from_settings()
+    register_demo(registry, "fraud", "sklearn")
+    thread = ServerThread(create_app(ServeSettings(max_body_bytes=1 << 20), registry=registry)).start()
+    try:
+        json = {"Content-Type": "application/json"}
+        head = send_declared_body(thread.url, "POST", "/v1/models/fraud/predict", json, (4 << 20) + 1)
+    finally:
+        thread.stop()
+    assert head.startswith(b"HTTP/1.1 413"), head
